@@ -52,7 +52,10 @@ for unit in getty@tty1.service console-getty.service systemd-udevd.service \
 done
 echo 'aiswarm-node' > "$rootfs/etc/hostname"
 : > "$rootfs/etc/machine-id"
-rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+# No package lists and no stale caches: the first apt run of a role must refresh them.
+rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/lib/apt/lists/*
+# Ansible's apt cache_valid_time reads the lists folder's mtime: make it old.
+touch -d '2000-01-01' "$rootfs/var/lib/apt/lists"
 
 echo "build-image: importing $image"
 tar -C "$rootfs" -c . | docker import \

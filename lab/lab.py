@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Start, provision, inspect and remove the local lab: systemd containers named after the
 hosts of inventories/lab, on a private Docker network, provisioned by site.yml.
 
@@ -264,7 +263,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     return provision(args.ansible_args)
 
 
-def cmd_status(_: argparse.Namespace) -> int:
+def cmd_status(args: argparse.Namespace) -> int:
     check_engine()
     lab = load_lab()
     for node in lab.nodes:
@@ -299,7 +298,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lab/lab.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="lab/lab.py", description=__doc__.split("\n\n", maxsplit=1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the nodes and run site.yml")
     up.add_argument("--no-provision", action="store_true", help="start the nodes only")

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Fail unless every host in an ansible-playbook PLAY RECAP reports changed=0 and failed=0."""
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ def main(path: str) -> int:
     if not rows:
         print(f"{path}: no PLAY RECAP found")
         return 1
-    bad = [(h, c, u, f) for h, _, c, u, f in rows if (c, u, f) != ("0", "0", "0")]
+    bad = [(h, c, u, f) for h, _ok, c, u, f in rows if (c, u, f) != ("0", "0", "0")]
     for host, changed, unreachable, failed in bad:
         print(f"idempotence: {host} changed={changed} unreachable={unreachable} failed={failed}")
     print(f"idempotence: {len(rows)} host(s), {len(bad)} not idempotent")

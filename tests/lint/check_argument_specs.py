@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Fail when a role's meta/argument_specs.yml and defaults/main.yml disagree.
 
 Every public default must be described in the spec (so it is validated and documented), and

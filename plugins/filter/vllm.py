@@ -1,4 +1,6 @@
-# SPDX-License-Identifier: Apache-2.0
+# Copyright: (c) 2026, aiswarm.swarm maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Size a vLLM server from GPU facts and turn the sizing into ``vllm serve`` arguments.
 
 Filters:

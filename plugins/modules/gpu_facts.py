@@ -1,5 +1,7 @@
 #!/usr/bin/python
-# SPDX-License-Identifier: Apache-2.0
+# Copyright: (c) 2026, aiswarm.swarm maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -16,7 +18,7 @@ description:
     not a failure, unless O(required=true).
   - A query that a GPU does not support (power draw on many boards) yields V(null) for that field.
 author:
-  - aiswarm contributors
+  - aiswarm.swarm maintainers (@aiswarm)
 extends_documentation_fragment:
   - aiswarm.swarm.attributes
   - aiswarm.swarm.attributes.READ_ONLY

@@ -1,4 +1,4 @@
-# SPDX-License-Identifier: Apache-2.0
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Unit tests for the vllm_sizing and vllm_cli_args filters."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-# SPDX-License-Identifier: Apache-2.0
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Unit tests for the NVML reader, against a fake pynvml and, where present, the real one."""
 
 from __future__ import annotations

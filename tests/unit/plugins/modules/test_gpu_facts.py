@@ -1,4 +1,4 @@
-# SPDX-License-Identifier: Apache-2.0
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Whole-module tests for aiswarm.swarm.gpu_facts with a fake NVML layer."""
 
 from __future__ import annotations

@@ -1,0 +1,383 @@
+# Copyright: (c) 2026, aiswarm.swarm maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Filter generating the LiteLLM proxy configuration from the model catalog and the inventory.
+
+LiteLLM keys used here were checked against the LiteLLM docs (docs.litellm.ai):
+- proxy/configs and proxy/config_settings: top-level `model_list`, `router_settings`,
+  `litellm_settings`, `general_settings`; `model_list[].model_name`, `litellm_params`
+  (`model`, `api_base`, `api_key`, `rpm`, `tpm`, `stream_timeout`), `model_info` (`id`,
+  `input_cost_per_token`, `output_cost_per_token`); `general_settings.master_key`,
+  `database_url`, `background_health_checks`, `health_check_interval`;
+  `litellm_settings.callbacks`, `request_timeout`, `drop_params`; `os.environ/NAME` references.
+- router/api_reference/configuration and the proxy config schema: `router_settings.routing_strategy`
+  (`simple-shuffle`), `num_retries`, `timeout`, `allowed_fails`, `cooldown_time`, `redis_host`,
+  `redis_port`, `redis_password`, `fallbacks: [{"group": ["fallback-group", ...]}]`.
+- proxy/caching_settings: `litellm_settings.cache: true` with `cache_params` `type: redis`, `host`,
+  `port`, `password`.
+- pass_through/vllm: the `hosted_vllm/<served model>` provider prefix with `api_base`; llama.cpp's
+  server is reached as a generic OpenAI-compatible provider, `openai/<served model>`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+TIERS = ("local", "premium", "free", "specialized")
+CLOUD_TIERS = ("premium", "free", "specialized")
+ENGINES = ("vllm", "llamacpp")
+ENGINE_PREFIX = {"vllm": "hosted_vllm", "llamacpp": "openai"}
+# Engines started without --api-key accept any bearer token, but the OpenAI client LiteLLM uses
+# refuses an empty one; this placeholder is not a secret.
+NO_KEY_PLACEHOLDER = "none"
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+SETTINGS_DEFAULTS: dict[str, Any] = {
+    "providers": {},
+    "routing_strategy": "simple-shuffle",
+    "timeout": 600,
+    "stream_timeout": 60,
+    "num_retries": 2,
+    "allowed_fails": 3,
+    "cooldown_time": 30,
+    "redis": None,
+    "database_url_env": None,
+    "master_key_env": None,
+    "callbacks": [],
+    "background_health_checks": True,
+    "health_check_interval": 300,
+    "fallback_tiers": ["free", "premium"],
+    "local_api_key_env": None,
+}
+
+
+def _fail(msg: str) -> AnsibleFilterError:
+    return AnsibleFilterError(f"litellm_config: {msg}")
+
+
+def _env_ref(value: Any, field: str) -> str:
+    """`os.environ/NAME` for a variable NAME; refuses anything that is not a variable name.
+
+    The refusal message never echoes the value, in case a secret was passed by mistake.
+    """
+    if not isinstance(value, str) or not _ENV_NAME.match(value):
+        raise _fail(
+            f"{field} must be the NAME of an environment variable (letters, digits, '_'), "
+            "not the secret itself; the value given is not a variable name"
+        )
+    return f"os.environ/{value}"
+
+
+def env_var_for_key(provider: str, index: int) -> str:
+    """Environment variable that carries key number `index` of `provider`."""
+    return f"AISWARM_{re.sub(r'[^A-Z0-9]', '_', provider.upper())}_API_KEY_{index}"
+
+
+def _nonneg_int(settings: Mapping[str, Any], key: str) -> int:
+    value = settings[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _fail(f"settings.{key} must be an integer >= 0, got {value!r}")
+    return value
+
+
+def _settings(settings: Any) -> dict[str, Any]:
+    if settings is None:
+        settings = {}
+    if not isinstance(settings, Mapping):
+        raise _fail(f"settings must be a dict, got {type(settings).__name__}")
+    unknown = sorted(set(settings) - set(SETTINGS_DEFAULTS))
+    if unknown:
+        raise _fail(f"unknown settings {unknown}; allowed: {sorted(SETTINGS_DEFAULTS)}")
+    merged = {**SETTINGS_DEFAULTS, **{k: v for k, v in settings.items() if v is not None}}
+    if merged["master_key_env"] is None:
+        raise _fail("settings.master_key_env is required: the gateway must not run without a master key")
+    for key in ("timeout", "stream_timeout", "num_retries", "allowed_fails", "cooldown_time"):
+        _nonneg_int(merged, key)
+    _nonneg_int(merged, "health_check_interval")
+    if not isinstance(merged["callbacks"], list) or not all(isinstance(c, str) for c in merged["callbacks"]):
+        raise _fail(f"settings.callbacks must be a list of names, got {merged['callbacks']!r}")
+    tiers = merged["fallback_tiers"]
+    if not isinstance(tiers, list) or any(t not in CLOUD_TIERS for t in tiers):
+        raise _fail(f"settings.fallback_tiers must be a list of {list(CLOUD_TIERS)}, got {tiers!r}")
+    if not isinstance(merged["providers"], Mapping):
+        raise _fail("settings.providers must be a dict of provider -> {api_keys: [...]}")
+    return merged
+
+
+def _catalog(catalog: Any) -> list[dict[str, Any]]:
+    if not isinstance(catalog, list):
+        raise _fail(f"catalog must be a list of model groups, got {type(catalog).__name__}")
+    seen: set[str] = set()
+    entries = []
+    for i, entry in enumerate(catalog):
+        where = f"catalog[{i}]"
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str) or not entry["name"]:
+            raise _fail(f"{where} must be a dict with a non-empty 'name', got {entry!r}")
+        name = entry["name"]
+        where = f"catalog[{i}] ({name})"
+        if name in seen:
+            raise _fail(f"{where}: duplicate name; every model group needs a unique name")
+        seen.add(name)
+        tier = entry.get("tier")
+        if tier not in TIERS:
+            raise _fail(f"{where}: tier {tier!r} is not one of the allowed tiers {list(TIERS)}")
+        if tier == "local":
+            engines = entry.get("engines")
+            if not isinstance(engines, list) or not engines or any(e not in ENGINES for e in engines):
+                raise _fail(f"{where}: engines must be a non-empty list of {list(ENGINES)}, got {engines!r}")
+        else:
+            for key in ("provider", "model"):
+                if not isinstance(entry.get(key), str) or not entry[key]:
+                    raise _fail(
+                        f"{where}: tier {tier} needs '{key}' (e.g. provider: gemini, model: gemini/...)"
+                    )
+        for key in ("input_cost_per_token", "output_cost_per_token"):
+            value = entry.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise _fail(f"{where}: {key} must be a number, got {value!r}")
+        for key in ("rpm", "tpm"):
+            value = entry.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise _fail(f"{where}: {key} must be a positive integer, got {value!r}")
+        entries.append(dict(entry))
+    return entries
+
+
+def _endpoints(endpoints: Any) -> dict[str, list[dict[str, Any]]]:
+    if endpoints is None:
+        return {}
+    if not isinstance(endpoints, Mapping):
+        raise _fail(
+            f"endpoints must be a dict of engine -> list of endpoints, got {type(endpoints).__name__}"
+        )
+    result: dict[str, list[dict[str, Any]]] = {}
+    for engine, items in endpoints.items():
+        if engine not in ENGINES:
+            raise _fail(f"endpoints.{engine}: unknown engine; allowed: {list(ENGINES)}")
+        if not isinstance(items, list):
+            raise _fail(f"endpoints.{engine} must be a list, got {type(items).__name__}")
+        for i, ep in enumerate(items or []):
+            where = f"endpoints.{engine}[{i}]"
+            if not isinstance(ep, Mapping):
+                raise _fail(f"{where} must be a dict with host, api_base and model, got {ep!r}")
+            for key in ("host", "api_base", "model"):
+                if not isinstance(ep.get(key), str) or not ep[key]:
+                    raise _fail(f"{where}: '{key}' is required (a non-empty string)")
+            if not ep["api_base"].startswith(("http://", "https://")):
+                raise _fail(f"{where}: api_base must start with http:// or https://, got {ep['api_base']!r}")
+        result[engine] = [dict(ep) for ep in items or []]
+    return result
+
+
+class _Builder:
+    """Accumulates deployments, fallbacks, environment references and warnings."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = settings
+        self.model_list: list[dict[str, Any]] = []
+        self.warnings: list[str] = []
+        self.env: dict[str, dict[str, Any]] = {}
+        self._ids: set[str] = set()
+
+    def _unique_id(self, base: str) -> str:
+        candidate, n = base, 1
+        while candidate in self._ids:
+            n += 1
+            candidate = f"{base}.{n}"
+        self._ids.add(candidate)
+        return candidate
+
+    def deploy(self, group: str, entry: dict[str, Any], params: dict[str, Any], id_base: str) -> None:
+        params = {**params, "stream_timeout": self.settings["stream_timeout"]}
+        for key in ("rpm", "tpm"):
+            if entry.get(key) is not None:
+                params[key] = entry[key]
+        info: dict[str, Any] = {"id": self._unique_id(id_base)}
+        for key in ("input_cost_per_token", "output_cost_per_token"):
+            if entry.get(key) is not None:
+                info[key] = entry[key]
+        self.model_list.append({"model_name": group, "litellm_params": params, "model_info": info})
+
+    def local_key(self, endpoint: dict[str, Any], where: str) -> str:
+        if endpoint.get("api_key_env"):
+            return _env_ref(endpoint["api_key_env"], f"{where}.api_key_env")
+        if self.settings["local_api_key_env"]:
+            return _env_ref(self.settings["local_api_key_env"], "settings.local_api_key_env")
+        return NO_KEY_PLACEHOLDER
+
+    def provider_keys(self, provider: str) -> list[int]:
+        """Indices of the non-empty keys of `provider` (empty or missing keys are dropped)."""
+        conf = self.settings["providers"].get(provider) or {}
+        if not isinstance(conf, Mapping):
+            raise _fail(
+                f"settings.providers.{provider} must be a dict with api_keys, got {type(conf).__name__}"
+            )
+        keys = conf.get("api_keys") or []
+        if not isinstance(keys, list):
+            raise _fail(f"settings.providers.{provider}.api_keys must be a list of keys, not a single string")
+        return [i for i, key in enumerate(keys) if isinstance(key, str) and key.strip()]
+
+
+def _local_group(
+    b: _Builder, entry: dict[str, Any], endpoints: dict[str, list[dict[str, Any]]]
+) -> list[str] | None:
+    """Deployments of a local group; its local fallback groups, or None when it has no endpoint."""
+    name = entry["name"]
+    served: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for engine in entry["engines"]:
+        served[engine] = [
+            (i, ep) for i, ep in enumerate(endpoints.get(engine, [])) if ep.get("group", ep["model"]) == name
+        ]
+    primary = served.get("vllm", [])
+    secondary = served.get("llamacpp", [])
+    if not primary and not secondary:
+        b.warnings.append(
+            f"local model group '{name}' has no vllm or llamacpp endpoint; it gets no deployment"
+        )
+        return None
+    # With vLLM hosts, llama.cpp hosts become '<name>-fallback'; without any (the lab case),
+    # llama.cpp serves '<name>' itself.
+    plan = [("vllm", name, primary), ("llamacpp", f"{name}-fallback" if primary else name, secondary)]
+    for engine, group, items in plan:
+        for i, ep in items:
+            params = {
+                "model": f"{ENGINE_PREFIX[engine]}/{ep['model']}",
+                "api_base": ep["api_base"],
+                "api_key": b.local_key(ep, f"endpoints.{engine}[{i}]"),
+            }
+            b.deploy(group, entry, params, f"{group}.{engine}.{ep['host']}")
+    return [f"{name}-fallback"] if primary and secondary else []
+
+
+def _cloud_group(b: _Builder, entry: dict[str, Any]) -> bool:
+    """Deployments of a cloud group, one per configured key; False when it has no key."""
+    provider = entry["provider"]
+    indices = b.provider_keys(provider)
+    if not indices:
+        b.warnings.append(
+            f"model group '{entry['name']}' (tier {entry['tier']}) dropped: no API key for provider "
+            f"'{provider}' in settings.providers.{provider}.api_keys"
+        )
+        return False
+    conf = b.settings["providers"].get(provider) or {}
+    for i in indices:
+        var = env_var_for_key(provider, i)
+        b.env[var] = {"provider": provider, "index": i}
+        params = {"model": entry["model"], "api_key": _env_ref(var, var)}
+        if conf.get("api_base"):
+            params["api_base"] = conf["api_base"]
+        b.deploy(entry["name"], entry, params, f"{entry['name']}.{provider}.key{i}")
+    return True
+
+
+def _redis(settings: dict[str, Any]) -> dict[str, Any] | None:
+    redis = settings["redis"]
+    if not redis:
+        return None
+    if not isinstance(redis, Mapping) or not redis.get("host"):
+        raise _fail("settings.redis must be a dict with host, port and optional password_env")
+    port = redis.get("port", 6379)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise _fail(f"settings.redis.port must be a TCP port number, got {port!r}")
+    password = (
+        _env_ref(redis["password_env"], "settings.redis.password_env") if redis.get("password_env") else None
+    )
+    return {"host": redis["host"], "port": port, "password": password}
+
+
+def litellm_config(catalog: Any, endpoints: Any, settings: Any = None) -> dict[str, Any]:
+    """Build the LiteLLM proxy config.yaml data from the catalog and the inference endpoints.
+
+    Returns ``{"config": <config.yaml dict>, "warnings": [str], "env": {VAR: {provider, index}}}``.
+
+    - Each ``local`` group gets one deployment per vLLM endpoint serving it (LiteLLM balances
+      across them); llama.cpp endpoints form ``<name>-fallback``. Without any vLLM endpoint (the
+      lab without vLLM), the llama.cpp endpoints serve ``<name>`` directly. An endpoint serves
+      the group named by its ``group`` key, else by its served ``model`` name.
+    - Cloud groups (premium, free, specialized) get one deployment per configured key of their
+      provider (two Gemini keys: two deployments, rotated by the router). Groups whose provider
+      has no key are dropped with a warning.
+    - Keys are never inlined: ``api_key`` is ``os.environ/AISWARM_<PROVIDER>_API_KEY_<i>`` and
+      ``env`` maps each such variable to the provider and index in
+      ``settings.providers.<provider>.api_keys`` so the role can write an EnvironmentFile.
+    - Fallbacks of a local group: its ``-fallback`` group, then the kept cloud groups whose tier
+      is in ``settings.fallback_tiers`` (tier order, then catalog order).
+    """
+    conf = _settings(settings)
+    entries = _catalog(catalog)
+    eps = _endpoints(endpoints)
+    b = _Builder(conf)
+
+    local_fallbacks: dict[str, list[str]] = {}
+    kept_cloud: list[dict[str, Any]] = []
+    for entry in entries:
+        if entry["tier"] == "local":
+            chain = _local_group(b, entry, eps)
+            if chain is not None:
+                local_fallbacks[entry["name"]] = chain
+        elif _cloud_group(b, entry):
+            kept_cloud.append(entry)
+
+    local_names = {e["name"] for e in entries if e["tier"] == "local"}
+    for engine, items in eps.items():
+        for i, ep in enumerate(items):
+            group = ep.get("group", ep["model"])
+            engines = next((e["engines"] for e in entries if e["name"] == group and e["tier"] == "local"), [])
+            if group not in local_names or engine not in engines:
+                b.warnings.append(
+                    f"endpoints.{engine}[{i}] (host {ep['host']}) serves '{group}', which no local catalog "
+                    f"entry with engine {engine} names; it was left out"
+                )
+
+    cloud_order = [e["name"] for t in conf["fallback_tiers"] for e in kept_cloud if e["tier"] == t]
+    fallbacks = [
+        {name: chain + cloud_order} for name, chain in local_fallbacks.items() if chain + cloud_order
+    ]
+
+    redis = _redis(conf)
+    router: dict[str, Any] = {
+        "routing_strategy": conf["routing_strategy"],
+        "num_retries": conf["num_retries"],
+        "timeout": conf["timeout"],
+        "allowed_fails": conf["allowed_fails"],
+        "cooldown_time": conf["cooldown_time"],
+        "fallbacks": fallbacks,
+    }
+    litellm: dict[str, Any] = {
+        "drop_params": True,
+        "request_timeout": conf["timeout"],
+        "callbacks": list(conf["callbacks"]),
+    }
+    if redis:
+        router.update({"redis_host": redis["host"], "redis_port": redis["port"]})
+        litellm["cache"] = True
+        litellm["cache_params"] = {"type": "redis", "host": redis["host"], "port": redis["port"]}
+        if redis["password"]:
+            router["redis_password"] = redis["password"]
+            litellm["cache_params"]["password"] = redis["password"]
+    general: dict[str, Any] = {
+        "master_key": _env_ref(conf["master_key_env"], "settings.master_key_env"),
+        "background_health_checks": bool(conf["background_health_checks"]),
+        "health_check_interval": conf["health_check_interval"],
+    }
+    if conf["database_url_env"]:
+        general["database_url"] = _env_ref(conf["database_url_env"], "settings.database_url_env")
+
+    config = {
+        "model_list": b.model_list,
+        "router_settings": router,
+        "litellm_settings": litellm,
+        "general_settings": general,
+    }
+    return {"config": config, "warnings": b.warnings, "env": b.env}
+
+
+class FilterModule:
+    """Gateway configuration filters."""
+
+    def filters(self) -> dict[str, Any]:
+        return {"litellm_config": litellm_config}

@@ -1,0 +1,442 @@
+"""The fault runner: steady state first, then load, fault, rollback, analysis and report.
+
+Order of a run, each step refusing to go on when the previous one failed:
+1. plan every fault (targets resolved through the inventory, the executor's allow-list checked);
+2. probe the gateway and run a short load: the steady-state hypothesis must hold, else no fault;
+3. start the load, inject at `timeline.fault_at_s`, roll back after `fault.duration_s`, let the
+   load finish; the `RollbackLedger` undoes open faults on any exit, Ctrl-C included;
+4. read the records, measure, gate against `expect`, write the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from aiswarm_loadtest.chaos.analysis import (
+    FaultWindow,
+    error_rate,
+    evaluate_gates,
+    measure,
+    per_second,
+    ttft_p95_ms,
+)
+from aiswarm_loadtest.chaos.faults import (
+    CommandRunner,
+    Executor,
+    FaultPlan,
+    PlanError,
+    Step,
+    subprocess_runner,
+)
+from aiswarm_loadtest.chaos.ledger import RollbackLedger
+from aiswarm_loadtest.chaos.report import RunResult, write_report
+from aiswarm_loadtest.chaos.scenario import DataCheck, Scenario, Target
+from aiswarm_loadtest.records import RequestRecord, read_records
+
+
+def _stderr(message: str) -> None:
+    print(f"chaos: {message}", file=sys.stderr, flush=True)
+
+
+class Inventory:
+    """Groups and host variables, as `ansible-inventory --list` reports them."""
+
+    def __init__(self, groups: dict[str, dict], hostvars: dict[str, dict] | None = None) -> None:
+        self.groups = groups
+        self.hostvars = hostvars or {}
+
+    @classmethod
+    def from_listing(cls, listing: dict) -> Inventory:
+        meta = listing.get("_meta", {})
+        groups = {name: data for name, data in listing.items() if name != "_meta" and isinstance(data, dict)}
+        return cls(groups, meta.get("hostvars", {}))
+
+    @classmethod
+    def from_ansible(cls, path: str, runner: CommandRunner = subprocess_runner) -> Inventory:
+        proc = runner(("ansible-inventory", "-i", path, "--list"), 120, {})
+        if proc.returncode != 0:
+            raise PlanError(
+                f"--inventory {path}: ansible-inventory failed: {(proc.stderr or '').strip()[-300:]}"
+            )
+        return cls.from_listing(json.loads(proc.stdout))
+
+    def hosts(self, group: str) -> list[str]:
+        if group not in self.groups:
+            raise PlanError(
+                f"group {group!r} is not in the inventory (groups: {', '.join(sorted(self.groups))})"
+            )
+        seen: list[str] = []
+        for host in self.groups[group].get("hosts", []):
+            if host not in seen:
+                seen.append(host)
+        for child in self.groups[group].get("children", []):
+            seen.extend(h for h in self.hosts(child) if h not in seen)
+        return seen
+
+    def all_hosts(self) -> set[str]:
+        return {h for g in self.groups for h in self.groups[g].get("hosts", [])} | set(self.hostvars)
+
+    def resolve(self, target: Target, where: str) -> list[str]:
+        """The nodes a target names; PlanError naming the scenario field when there are none."""
+        if target.host is not None:
+            if target.host not in self.all_hosts():
+                raise PlanError(f"{where}.host: {target.host!r} is not in the inventory")
+            return [target.host]
+        try:
+            hosts = self.hosts(target.group or "")
+        except PlanError as exc:
+            raise PlanError(f"{where}.group: {exc}") from exc
+        if not hosts:
+            raise PlanError(f"{where}.group: group {target.group!r} has no hosts")
+        return hosts if target.pick == "all" else hosts[:1]
+
+    def docker_containers(self) -> dict[str, str]:
+        """Host -> container name for hosts reached through a docker connection plugin."""
+        return {
+            host: str(hv["ansible_host"])
+            for host, hv in self.hostvars.items()
+            if str(hv.get("ansible_connection", "")).endswith("docker") and hv.get("ansible_host")
+        }
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    host: str
+    users: int
+    spawn_rate: float
+    run_time_s: int
+    run_dir: Path
+    user_class: str | None = None
+    tags: tuple[str, ...] = ()
+    api_key: str = field(default="", repr=False)  # handed over in the environment, never on argv
+
+
+class LoadHandle(Protocol):
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout_s: float) -> int: ...
+
+    def stop(self) -> None: ...
+
+
+class LoadLauncher(Protocol):
+    def start(self, spec: LoadSpec) -> LoadHandle: ...
+
+
+class _PopenHandle:
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self._proc = proc
+
+    def poll(self) -> int | None:
+        return self._proc.poll()
+
+    def wait(self, timeout_s: float) -> int:
+        try:
+            return self._proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            return self._proc.wait()
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+
+
+@dataclass
+class LocustLauncher:
+    """Starts `locust --headless` as a subprocess; its output goes to `<run_dir>/locust.log`.
+
+    The API key reaches Locust as the `api_key_env` environment variable, never as an argument.
+    """
+
+    locustfile: str = "loadtests/chat_stream.py"
+    locust: Sequence[str] = (sys.executable, "-m", "locust")
+    run_dir_option: str = "--aiswarm-run-dir"
+    extra_args: Sequence[str] = ()
+    api_key_env: str = "AISWARM_API_KEY"
+
+    def argv(self, spec: LoadSpec) -> list[str]:
+        argv = [
+            *self.locust,
+            "-f",
+            self.locustfile,
+            "--headless",
+            "-u",
+            str(spec.users),
+            "-r",
+            f"{spec.spawn_rate:g}",
+        ]
+        argv += ["-t", f"{spec.run_time_s}s", "--host", spec.host, self.run_dir_option, str(spec.run_dir)]
+        if spec.tags:
+            argv += ["--tags", *spec.tags]
+        argv += list(self.extra_args)
+        if spec.user_class:
+            argv.append(spec.user_class)
+        return argv
+
+    def start(self, spec: LoadSpec) -> LoadHandle:
+        spec.run_dir.mkdir(parents=True, exist_ok=True)
+        with (spec.run_dir / "locust.log").open("w", encoding="utf-8") as log:
+            env = {**os.environ, self.api_key_env: spec.api_key} if spec.api_key else None
+            proc = subprocess.Popen(self.argv(spec), stdout=log, stderr=subprocess.STDOUT, env=env)
+        return _PopenHandle(proc)
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class RealClock:
+    def now(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(max(0.0, seconds))
+
+
+Probe = Callable[[str, str, float], int]
+
+
+def http_probe(url: str, api_key: str, timeout_s: float) -> int:
+    """GET url with the API key; the HTTP status, or 0 when nothing answered."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {api_key}"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (urllib.error.URLError, OSError):
+        return 0
+
+
+def read_run_records(run_dir: Path) -> list[RequestRecord]:
+    """Every record under run_dir (requests*.jsonl, workers' files included), sorted by t_start."""
+    records: list[RequestRecord] = []
+    for path in sorted(run_dir.rglob("requests*.jsonl")):
+        records.extend(read_records(path))
+    return sorted(records, key=lambda r: r.t_start)
+
+
+@dataclass
+class RunnerOptions:
+    gateway: str
+    api_key: str
+    out_dir: Path
+    primary_backend: str | None = None
+    load_grace_s: float = 60.0
+    probe_timeout_s: float = 10.0
+
+
+@dataclass
+class _Run:
+    plans: list[FaultPlan] = field(default_factory=list)
+    window: FaultWindow | None = None
+    t_in: dict[str, float] = field(default_factory=dict)
+    t_out: dict[str, float] = field(default_factory=dict)
+
+
+class ChaosRunner:
+    def __init__(
+        self,
+        scenario: Scenario,
+        executor: Executor,
+        inventory: Inventory,
+        launcher: LoadLauncher,
+        options: RunnerOptions,
+        *,
+        clock: Clock | None = None,
+        probe: Probe = http_probe,
+        log: Callable[[str], None] = _stderr,
+    ) -> None:
+        self.scenario, self.executor, self.inventory = scenario, executor, inventory
+        self.launcher, self.options = launcher, options
+        self.clock = clock or RealClock()
+        self.probe, self.log = probe, log
+        self.ledger = RollbackLedger(executor, log=log, clock=self.clock.now)
+
+    def plan(self) -> list[FaultPlan]:
+        """Every fault plan, or one PlanError listing every problem; nothing runs on a node."""
+        errors: list[str] = []
+        plans: list[FaultPlan] = []
+        src = self.scenario.source
+        problem = self.executor.check_gateway(self.options.gateway)
+        if problem:
+            errors.append(problem)
+        try:
+            nodes = self.inventory.resolve(self.scenario.fault.target, "fault.target")
+        except PlanError as exc:
+            errors.append(f"{src}: {exc}")
+            nodes = []
+        for node in nodes:
+            try:
+                plans.append(self.executor.plan(self.scenario.fault, node, self.scenario.rollback))
+            except PlanError as exc:
+                errors.append(f"{src}: fault: {exc}")
+        if self.scenario.data_check is not None:
+            try:
+                self._data_step(self.scenario.data_check)
+            except PlanError as exc:
+                errors.append(f"{src}: {exc}")
+        if errors:
+            raise PlanError("\n".join(errors))
+        return plans
+
+    def _data_step(self, check: DataCheck) -> Step:
+        node = self.inventory.resolve(check.target, "data_check.target")[0]
+        return self.executor.node_step(node, check.argv)
+
+    def _read_data(self) -> str | None:
+        check = self.scenario.data_check
+        return None if check is None else self.executor.run(self._data_step(check)).stdout.strip()
+
+    def _data_lost(self, before: str | None, after: str | None) -> bool | None:
+        check = self.scenario.data_check
+        if check is None or before is None or after is None:
+            return None
+        if check.compare == "not_less":
+            try:
+                return float(after) < float(before)
+            except ValueError:
+                return True
+        return after != before
+
+    def _spec(self, run_dir: Path, run_time_s: float) -> LoadSpec:
+        load = self.scenario.load
+        return LoadSpec(
+            host=self.options.gateway,
+            users=load.users,
+            spawn_rate=load.spawn_rate,
+            run_time_s=max(1, round(run_time_s)),
+            run_dir=run_dir,
+            user_class=load.user_class,
+            tags=load.tags,
+            api_key=self.options.api_key,
+        )
+
+    def check_steady_state(self) -> tuple[bool, dict, list[str]]:
+        """Probe the gateway, then run a short load and compare it with the hypothesis."""
+        steady = self.scenario.steady_state
+        url = self.options.gateway.rstrip("/") + steady.probe.path
+        status = self.probe(url, self.options.api_key, self.options.probe_timeout_s)
+        details: dict = {"probe": steady.probe.path, "probe_status": status}
+        if status != steady.probe.expect_status:
+            return (
+                False,
+                details,
+                [f"probe {steady.probe.path}: HTTP {status}, expected {steady.probe.expect_status}"],
+            )
+        run_dir = self.options.out_dir / "steady"
+        handle = self.launcher.start(self._spec(run_dir, steady.window_s))
+        handle.wait(steady.window_s + self.options.load_grace_s)
+        records = read_run_records(run_dir)
+        rate, p95 = error_rate(records), ttft_p95_ms(records)
+        details.update(requests=len(records), error_rate=rate, ttft_p95_ms=p95)
+        reasons = []
+        if not records:
+            reasons.append("the steady-state load produced no request records")
+        if rate is not None and rate > steady.max_error_rate:
+            reasons.append(f"error rate {rate:.3f} > max_error_rate {steady.max_error_rate:g}")
+        if steady.max_ttft_p95_ms is not None and (p95 is None or p95 > steady.max_ttft_p95_ms):
+            reasons.append(
+                f"TTFT p95 {'n/a' if p95 is None else f'{p95:.1f}'} ms"
+                f" > max_ttft_p95_ms {steady.max_ttft_p95_ms:g}"
+            )
+        return not reasons, details, reasons
+
+    def _wait_until(self, deadline: float, handle: LoadHandle) -> None:
+        while (left := deadline - self.clock.now()) > 0:
+            if handle.poll() is not None:
+                raise RuntimeError("the load generator exited before the fault schedule finished")
+            self.clock.sleep(min(1.0, left))
+
+    def _fault_phase(self, run: _Run, handle: LoadHandle, t_load: float) -> None:
+        timeline, fault = self.scenario.timeline, self.scenario.fault
+        self._wait_until(t_load + timeline.fault_at_s, handle)
+        for plan in run.plans:
+            run.t_in[plan.fault_id] = self.ledger.inject(plan)
+        start = min(run.t_in.values())
+        run.window = FaultWindow(start, start + fault.duration_s)  # provisional until rolled back
+        self._wait_until(start + fault.duration_s, handle)
+        for plan in run.plans:
+            run.t_out[plan.fault_id] = self.clock.now()
+            errors = self.ledger.rollback(plan.fault_id)
+            if errors:
+                raise RuntimeError(f"rollback of {plan.fault_id} failed: {'; '.join(errors)}")
+        run.window = FaultWindow(start, max(run.t_out.values()))
+
+    def run(self) -> RunResult:
+        """One complete chaos run; exceptions (Ctrl-C included) propagate after rollback and report."""
+        scenario, out = self.scenario, self.options.out_dir
+        out.mkdir(parents=True, exist_ok=True)
+        plans = self.plan()
+        result = RunResult(scenario.name, scenario.description, scenario.source, "refused", self.clock.now())
+        ok, result.steady_state, reasons = self.check_steady_state()
+        if not ok:
+            result.notes = ["steady state not met, no fault injected: " + "; ".join(reasons)]
+            write_report(result, out)
+            return result
+        data_before = self._read_data()
+        run = _Run(plans=plans)
+        result.outcome = "aborted"
+        handle: LoadHandle | None = None
+        try:
+            with self.ledger.armed():
+                t_load = self.clock.now()
+                result.started_at = t_load
+                handle = self.launcher.start(
+                    self._spec(out / "load", scenario.timeline.total_s(scenario.fault.duration_s))
+                )
+                self._fault_phase(run, handle, t_load)
+            left = t_load + scenario.timeline.total_s(scenario.fault.duration_s) - self.clock.now()
+            handle.wait(max(0.0, left) + self.options.load_grace_s)
+        except BaseException as exc:
+            if handle is not None:
+                handle.stop()
+            if run.window is not None and not run.t_out:
+                run.window = FaultWindow(run.window.start, self.clock.now())
+            result.notes.append(f"aborted: {type(exc).__name__}: {exc}")
+            self._finish(result, run, data_before=data_before, data_after=None)
+            raise
+        result.outcome = "completed"
+        self._finish(result, run, data_before=data_before, data_after=self._read_data())
+        return result
+
+    def _finish(
+        self, result: RunResult, run: _Run, *, data_before: str | None, data_after: str | None
+    ) -> None:
+        result.ledger = list(self.ledger.events)
+        result.open_faults = self.ledger.open_faults
+        result.faults = [
+            {**plan.to_dict(), "t_start": run.t_in.get(plan.fault_id), "t_end": run.t_out.get(plan.fault_id)}
+            for plan in run.plans
+        ]
+        records = read_run_records(self.options.out_dir / "load")
+        if run.window is not None:
+            result.windows = [run.window]
+            result.measurements = measure(
+                records, run.window, self.options.primary_backend or self.scenario.primary_backend
+            )
+            result.series = per_second(records, t0=result.started_at)
+            data_lost = self._data_lost(data_before, data_after)
+            result.gates = evaluate_gates(self.scenario.expect, result.measurements, data_lost)
+            if result.outcome == "completed":
+                result.outcome = "passed" if all(g.passed for g in result.gates) else "failed"
+        if result.open_faults:
+            result.outcome = "aborted"
+        write_report(result, self.options.out_dir)

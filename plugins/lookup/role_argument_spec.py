@@ -53,8 +53,10 @@ class LookupModule(LookupBase):
         for role in terms:
             path = _ROLES / str(role) / "meta" / "argument_specs.yml"
             if not path.is_file():
-                known = sorted(p.name for p in _ROLES.iterdir() if (p / "meta" / "argument_specs.yml").is_file())
-                raise AnsibleLookupError(f"role '{role}' has no argument spec; roles with one: {', '.join(known)}")
+                known = sorted(p.parents[1].name for p in _ROLES.glob("*/meta/argument_specs.yml"))
+                raise AnsibleLookupError(
+                    f"role '{role}' has no argument spec; roles with one: {', '.join(known)}"
+                )
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
             try:
                 specs.append(data["argument_specs"][entry_point].get("options", {}))

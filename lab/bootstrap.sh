@@ -13,7 +13,6 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${AISWARM_VENV:-$root/.venv}"
 python="${AISWARM_PYTHON:-python3}"
 log_dir="${AISWARM_STATE_DIR:-$root/lab/.state}"
-mkdir -p "$log_dir"
 
 say() { echo "bootstrap: $*"; }
 die() { echo "bootstrap: $*" >&2; exit 1; }
@@ -38,7 +37,11 @@ if ! command -v dockerd >/dev/null 2>&1; then
   apt_install docker.io
 fi
 if ! docker info >/dev/null 2>&1; then
+  if [[ -S /var/run/docker.sock && $EUID -ne 0 ]]; then
+    die "a Docker engine runs but $(id -un) cannot reach /var/run/docker.sock: run as root or join the docker group"
+  fi
   need_root_for "a running Docker engine" "start dockerd"
+  mkdir -p "$log_dir"
   if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
     say "starting docker.service"
     systemctl start docker

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import _gates  # noqa: F401  (registers the probe and the SLO gates)
+import _gates  # noqa: F401  # pylint: disable=unused-import  # registers the probe and the SLO gates
 import gevent
 from gevent.pool import Pool
 from locust import constant, run_single_user, task

@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import _gates  # noqa: F401  (registers the probe and the SLO gates)
+import _gates  # noqa: F401  # pylint: disable=unused-import  # registers the probe and the SLO gates
 from locust import run_single_user, task
 
 from aiswarm_loadtest.locust_base import EMBEDDINGS_PATH, OpenAIUser, load_prompts

@@ -24,7 +24,7 @@ from aiswarm_loadtest.runlog import load_run
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m aiswarm_loadtest.calibrate", description=__doc__.split("\n")[0]
+        prog="python -m aiswarm_loadtest.calibrate", description=__doc__.split("\n", maxsplit=1)[0]
     )
     add = parser.add_argument
     add("--users", type=int, default=50, help="concurrent streaming users (default 50)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ def positive_int(text: str) -> int:
 def positive_float(text: str) -> float:
     """A number > 0."""
     value = float(text)
-    if not value > 0:
+    if math.isnan(value) or value <= 0:
         raise ValueError(text)
     return value
 
@@ -35,7 +36,7 @@ def positive_float(text: str) -> float:
 def non_negative_float(text: str) -> float:
     """A number >= 0."""
     value = float(text)
-    if not value >= 0:
+    if math.isnan(value) or value < 0:
         raise ValueError(text)
     return value
 

@@ -143,7 +143,7 @@ class ReferenceBackend:
         headers = {}
         for line in lines[1:]:
             if line:
-                name, _, value = line.partition(":")
+                name, _colon, value = line.partition(":")
                 headers[name.strip().lower()] = value.strip()
         if "chunked" in headers.get("transfer-encoding", "").lower():
             raise _BadRequest(400, "chunked request bodies are not supported; send Content-Length")

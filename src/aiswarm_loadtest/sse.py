@@ -77,7 +77,7 @@ class SseParser:
             return self._dispatch()
         if line.startswith(":"):
             return None
-        name, _, value = line.partition(":")
+        name, _colon, value = line.partition(":")
         value = value.removeprefix(" ")
         if name == "data":
             self._data.append(value)

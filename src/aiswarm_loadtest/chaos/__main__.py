@@ -42,7 +42,7 @@ def _services(args: argparse.Namespace) -> dict[str, str]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m aiswarm_loadtest.chaos", description=__doc__.split("\n")[0]
+        prog="python -m aiswarm_loadtest.chaos", description=__doc__.split("\n", maxsplit=1)[0]
     )
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)

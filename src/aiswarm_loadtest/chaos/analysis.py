@@ -217,7 +217,7 @@ def per_second(records: Sequence[RequestRecord], t0: float | None = None) -> Ser
         return Series(t0=t0 or 0.0)
     t0 = min(r.t_start for r in records) if t0 is None else t0
     last = max(math.floor((r.t_start if r.ok else r.t_end) - t0) for r in records)
-    buckets: list[list[RequestRecord]] = [[] for _ in range(last + 1)]
+    buckets: list[list[RequestRecord]] = [[] for _bucket in range(last + 1)]
     errors = [0] * (last + 1)
     for r in records:
         second = math.floor(r.t_start - t0)

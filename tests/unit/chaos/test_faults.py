@@ -108,7 +108,7 @@ def _state(pid: int) -> str:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to read process states")
 def test_freeze_and_thaw_really_stop_and_continue_the_main_pid(fake_systemctl) -> None:
-    sleeper, _, env = fake_systemctl
+    sleeper, _pid_file, env = fake_systemctl
     (stop,), (cont,) = node_commands(fault("freeze_service"), "continue_service")
     assert subprocess_runner(stop.argv, 10, env).returncode == 0
     time.sleep(0.1)
@@ -119,8 +119,8 @@ def test_freeze_and_thaw_really_stop_and_continue_the_main_pid(fake_systemctl) -
 
 
 def test_kill_really_kills_the_main_pid(fake_systemctl) -> None:
-    sleeper, _, env = fake_systemctl
-    (kill,), _ = node_commands(fault("kill_service", signal="KILL"), "start_service")
+    sleeper, _pid_file, env = fake_systemctl
+    (kill,), _rollback = node_commands(fault("kill_service", signal="KILL"), "start_service")
     assert subprocess_runner(kill.argv, 10, env).returncode == 0
     assert sleeper.wait(timeout=5) == -signal.SIGKILL
 
@@ -128,7 +128,7 @@ def test_kill_really_kills_the_main_pid(fake_systemctl) -> None:
 def test_no_main_pid_never_becomes_kill_zero(fake_systemctl) -> None:
     sleeper, pid_file, env = fake_systemctl
     pid_file.write_text("0")
-    (kill,), _ = node_commands(fault("kill_service", signal="KILL"), "start_service")
+    (kill,), _rollback = node_commands(fault("kill_service", signal="KILL"), "start_service")
     proc = subprocess_runner(kill.argv, 10, env)
     assert proc.returncode == 3 and "vllm: no running main PID" in proc.stderr
     (cont,) = node_commands(fault("freeze_service"), "continue_service")[1]

@@ -17,7 +17,7 @@ def plan(fid: str = "f1") -> FaultPlan:
     return FaultPlan(fid, "stop_service", "n1", (Step(("inject", fid)),), (Step(("rollback", fid)),))
 
 
-def quiet(_: str) -> None:
+def quiet(_message: str) -> None:
     return None
 
 

@@ -59,7 +59,7 @@ class FakeClock:
         self.t += seconds
         due = [hook for hook in self.hooks if hook[0] <= self.t]
         self.hooks = [hook for hook in self.hooks if hook[0] > self.t]
-        for _, fn in due:
+        for _due_at, fn in due:
             fn()
 
 
@@ -144,7 +144,7 @@ def result_json(tmp_path: Path) -> dict:
 
 
 def test_a_complete_run_injects_on_schedule_rolls_back_and_passes(tmp_path: Path) -> None:
-    runner, executor, launcher, _, probes = make_runner(tmp_path)
+    runner, executor, launcher, _clock, probes = make_runner(tmp_path)
     result = runner.run()
     assert probes == ["http://127.0.0.1:4000/v1/models"]
     assert executor.ran == ["inject kill_service@n1", "rollback kill_service@n1"]
@@ -174,7 +174,7 @@ def test_a_failed_gate_fails_the_run(tmp_path: Path) -> None:
 
 
 def test_no_fault_when_the_probe_fails(tmp_path: Path) -> None:
-    runner, executor, launcher, _, _ = make_runner(tmp_path, status=401)
+    runner, executor, launcher, _clock, _probes = make_runner(tmp_path, status=401)
     result = runner.run()
     assert result.outcome == "refused"
     assert executor.ran == [] and launcher.handles == []
@@ -185,7 +185,7 @@ def test_no_fault_when_the_steady_state_load_misses_the_hypothesis(tmp_path: Pat
     def errors(spec: LoadSpec, start: float) -> list[RequestRecord]:
         return [rec(start + i, i % 2 == 0, "vllm") for i in range(10)]
 
-    runner, executor, launcher, _, _ = make_runner(tmp_path, launcher_kw={"steady": errors})
+    runner, executor, launcher, _clock, _probes = make_runner(tmp_path, launcher_kw={"steady": errors})
     result = runner.run()
     assert result.outcome == "refused" and executor.ran == []
     assert len(launcher.handles) == 1  # only the steady-state load ran
@@ -193,12 +193,14 @@ def test_no_fault_when_the_steady_state_load_misses_the_hypothesis(tmp_path: Pat
 
 
 def test_no_fault_when_the_steady_state_load_produced_nothing(tmp_path: Path) -> None:
-    runner, executor, _, _, _ = make_runner(tmp_path, launcher_kw={"steady": lambda spec, start: []})
+    runner, executor, _launcher, _clock, _probes = make_runner(
+        tmp_path, launcher_kw={"steady": lambda spec, start: []}
+    )
     assert runner.run().outcome == "refused" and executor.ran == []
 
 
 def test_an_exception_mid_fault_still_rolls_back(tmp_path: Path) -> None:
-    runner, executor, launcher, clock, _ = make_runner(tmp_path)
+    runner, executor, launcher, clock, _probes = make_runner(tmp_path)
 
     def explode() -> None:
         raise RuntimeError("lost the controller's network")
@@ -214,7 +216,7 @@ def test_an_exception_mid_fault_still_rolls_back(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_mid_fault_rolls_back_once(tmp_path: Path) -> None:
-    runner, executor, launcher, clock, _ = make_runner(tmp_path)
+    runner, executor, launcher, clock, _probes = make_runner(tmp_path)
     clock.hooks.append((T0 + 7, lambda: os.kill(os.getpid(), signal.SIGINT)))
     with pytest.raises(KeyboardInterrupt):
         runner.run()
@@ -246,7 +248,7 @@ def test_a_rollback_that_keeps_failing_is_reported_as_still_open(tmp_path: Path)
 def test_plan_errors_come_before_anything_touches_the_swarm(tmp_path: Path) -> None:
     doc = copy.deepcopy(DOC)
     doc["fault"]["target"] = {"group": "gpu", "service": "vllm"}
-    runner, executor, launcher, _, probes = make_runner(
+    runner, executor, launcher, _clock, probes = make_runner(
         tmp_path, doc, executor=FakeExecutor(gateway_error="bad gw")
     )
     with pytest.raises(PlanError) as caught:
@@ -262,7 +264,7 @@ def test_plan_errors_come_before_anything_touches_the_swarm(tmp_path: Path) -> N
 def test_pick_all_faults_every_host_of_the_group(tmp_path: Path) -> None:
     doc = copy.deepcopy(DOC)
     doc["fault"]["target"]["pick"] = "all"
-    runner, executor, _, _, _ = make_runner(tmp_path, doc)
+    runner, executor, _launcher, _clock, _probes = make_runner(tmp_path, doc)
     runner.run()
     assert executor.ran == [
         "inject kill_service@n1", "inject kill_service@n2",

@@ -11,6 +11,7 @@ import yaml
 from aiswarm_loadtest.chaos.scenario import (
     DEFAULT_SERVICES,
     ScenarioError,
+    Target,
     load_scenario,
     load_scenarios,
     parse_scenario,
@@ -147,7 +148,9 @@ BROKEN = [
 ]
 
 
-@pytest.mark.parametrize(("path", "value", "message"), BROKEN, ids=[f"{p}={v!r}"[:40] for p, v, _ in BROKEN])
+@pytest.mark.parametrize(
+    ("path", "value", "message"), BROKEN, ids=[f"{p}={v!r}"[:40] for p, v, _message in BROKEN]
+)
 def test_a_broken_scenario_names_the_field_and_the_expectation(
     path: str, value: object, message: str
 ) -> None:
@@ -232,7 +235,7 @@ def test_a_frozen_service_cannot_skip_its_rollback() -> None:
 def test_named_conveniences_expand_to_base_kinds(kind: str, base: str, service: str) -> None:
     scenario = parse_scenario({**GOOD, "fault": {"kind": kind, "duration_s": 5}}, "s.yaml")
     assert (scenario.fault.kind, scenario.fault.requested_kind) == (base, kind)
-    assert scenario.fault.target == type(scenario.fault.target)(group="gateway", service=service)
+    assert scenario.fault.target == Target(group="gateway", service=service)
 
 
 def test_an_explicit_host_replaces_the_default_group_of_a_convenience() -> None:

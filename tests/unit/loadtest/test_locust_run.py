@@ -47,7 +47,7 @@ def _start(locustfile: str, host: str, run_dir: Path, *extra: str, seconds: int 
 
 
 def _finish(process: subprocess.Popen) -> tuple[int, str]:
-    output, _ = process.communicate(timeout=60)
+    output, _stderr = process.communicate(timeout=60)  # stderr goes to stdout
     return process.returncode, output
 
 

@@ -111,7 +111,7 @@ def test_empty_run() -> None:
 
 def test_fixed_schedule_never_drifts_or_skips() -> None:
     schedule = FixedSchedule(rate=3.0, start=1000.0)
-    slots = [schedule.next_slot() for _ in range(3001)]
+    slots = [schedule.next_slot() for _slot in range(3001)]
     assert slots[0] == 1000.0 and slots[-1] == pytest.approx(2000.0, abs=1e-9)
     with pytest.raises(ValueError, match="rate"):
         FixedSchedule(rate=0, start=0)

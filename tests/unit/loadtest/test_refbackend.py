@@ -20,7 +20,8 @@ LATE = 0.030  # generous for a busy shared machine; on an idle one the median is
 STREAM = {"model": "x", "messages": [], "stream": True, "stream_options": {"include_usage": True}}
 
 
-def _stream(url: str, payload: dict = STREAM) -> tuple[StreamObserver, httpx.Response]:
+def _stream(url: str, payload: dict | None = None) -> tuple[StreamObserver, httpx.Response]:
+    payload = STREAM if payload is None else payload
     with httpx.Client(timeout=5) as client:
         t0 = time.time()
         observer = StreamObserver(t0, t0, stall_threshold_s=0.5)

@@ -12,6 +12,13 @@ from aiswarm_loadtest.sse import SseParser, StreamObserver, interpret
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+def _fixture(name: str) -> bytes:
+    """A fixture's wire bytes. `crlf_*` fixtures are stored with LF line endings (ansible-test's
+    line-endings sanity check rejects CRLF files) and sent with CRLF, as a server would."""
+    data = (FIXTURES / name).read_bytes()
+    return data.replace(b"\n", b"\r\n") if name.startswith("crlf_") else data
+
+
 def _events(data: bytes, sizes: int | None = None) -> list:
     parser = SseParser()
     if sizes is None:
@@ -24,7 +31,7 @@ def _events(data: bytes, sizes: int | None = None) -> list:
 
 @pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.sse")))
 def test_events_do_not_depend_on_chunk_boundaries(name: str) -> None:
-    data = (FIXTURES / name).read_bytes()
+    data = _fixture(name)
     whole = _events(data)
     assert whole, "every fixture holds at least one event"
     for size in (1, 2, 3, 7, 64):
@@ -35,15 +42,20 @@ def test_events_do_not_depend_on_chunk_boundaries(name: str) -> None:
 
 
 def test_refbackend_stream_with_usage() -> None:
-    events = _events((FIXTURES / "refbackend_ok.sse").read_bytes())
+    events = _events(_fixture("refbackend_ok.sse"))
     assert [e.kind for e in events] == ["chunk", "chunk", "chunk", "chunk", "done"]
     assert [e.content for e in events[:3]] == ["tok ", "tok ", "tok "]
     assert events[3].completion_tokens == 3 and events[3].content == ""
     assert events[2].finish_reason == "length" and events[0].model == "ref-model"
 
 
+def test_crlf_fixture_is_sent_with_crlf_only() -> None:
+    data = _fixture("crlf_keepalive.sse")
+    assert data.count(b"\r\n") == data.count(b"\n") > 0 and b"\r\r" not in data
+
+
 def test_crlf_comments_and_role_only_chunk() -> None:
-    events = _events((FIXTURES / "crlf_keepalive.sse").read_bytes())
+    events = _events(_fixture("crlf_keepalive.sse"))
     assert [(e.kind, e.content) for e in events] == [
         ("chunk", ""),
         ("chunk", "Hé"),
@@ -53,7 +65,7 @@ def test_crlf_comments_and_role_only_chunk() -> None:
 
 
 def test_multiline_data_is_joined_with_newline() -> None:
-    events = _events((FIXTURES / "cut_after_tokens.sse").read_bytes())
+    events = _events(_fixture("cut_after_tokens.sse"))
     assert [e.content for e in events] == ["one", " two"]
 
 
@@ -82,7 +94,7 @@ def test_event_error_field_and_lone_cr_line_endings() -> None:
 
 def _observe(name: str, times: list[float] | None = None, stall: float = 1.0) -> StreamObserver:
     observer = StreamObserver(t_intended=100.0, t_start=100.5, stall_threshold_s=stall)
-    data = (FIXTURES / name).read_bytes()
+    data = _fixture(name)
     blocks = data.split(b"\n\n") if b"\r\n" not in data else data.split(b"\r\n\r\n")
     sep = b"\n\n" if b"\r\n" not in data else b"\r\n\r\n"
     clock = iter(times or [101.0 + 0.1 * i for i in range(len(blocks))])
@@ -135,7 +147,7 @@ def test_observer_gap_over_threshold_is_a_stall_even_if_completed() -> None:
 
 def test_observer_gave_up_waiting_is_a_stall() -> None:
     observer = StreamObserver(t_intended=0.0, t_start=0.0, stall_threshold_s=1.0)
-    observer.feed((FIXTURES / "cut_after_tokens.sse").read_bytes(), 0.2)
+    observer.feed(_fixture("cut_after_tokens.sse"), 0.2)
     observer.stall(1.5)
     assert observer.classify() == ("stall", "no chunk for 1.300 s (threshold 1 s)")
 

@@ -63,6 +63,16 @@ if ! command -v debootstrap >/dev/null 2>&1; then
   apt_install debootstrap
 fi
 
+# --- shellcheck (ansible-test's shellcheck sanity test needs it) -------------------------
+if ! command -v shellcheck >/dev/null 2>&1; then
+  if [[ $EUID -eq 0 && -r /etc/debian_version ]]; then
+    say "installing shellcheck"
+    apt_install shellcheck
+  else
+    say "shellcheck is missing: ansible-test's shellcheck sanity test will not run (apt-get install shellcheck)"
+  fi
+fi
+
 # --- Python virtualenv -------------------------------------------------------------------
 stamp="$venv/.aiswarm-requirements.sha256"
 want="$(cat "$root/requirements.txt" "$root/pyproject.toml" | sha256sum | cut -d' ' -f1)"

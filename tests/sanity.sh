@@ -7,7 +7,9 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 dest="$work/ansible_collections/aiswarm/swarm"
 mkdir -p "$dest"
-git -C "$root" ls-files -z --cached --others --exclude-standard | (cd "$root" && xargs -0 cp --parents -t "$dest" 2>/dev/null || true)
+# Tracked and new (not ignored) files; a tracked file deleted in the work tree is skipped.
+git -C "$root" ls-files -z --cached --others --exclude-standard |
+  tar -C "$root" --null --files-from=- --ignore-failed-read -cf - 2>/dev/null | tar -C "$dest" -xf -
 cd "$dest"
 
 # ansible-test bootstraps pip in its virtualenvs with a get-pip script it downloads from a host

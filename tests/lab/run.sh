@@ -3,7 +3,7 @@
 # must change nothing on any host, then behaviour checks from outside the nodes.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$root"
+cd "$root" || exit 1
 venv="${AISWARM_VENV:-$root/.venv}"
 logs="$root/.ci/logs"
 mkdir -p "$logs"

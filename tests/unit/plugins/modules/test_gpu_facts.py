@@ -3,107 +3,25 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.aiswarm.swarm.plugins.module_utils import _nvml
 from ansible_collections.aiswarm.swarm.plugins.modules import gpu_facts
+from ansible_collections.aiswarm.swarm.tests.unit.plugins.fake_nvml import (
+    FakeGpu,
+    FakeNvml,
+    NVMLError_LibraryNotFound,
+)
+from ansible_collections.aiswarm.swarm.tests.unit.plugins.modules.utils import ExitJson, FailJson
 
 MIB = 1024 * 1024
 
 
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
-class NVMLError(Exception):
-    pass
-
-
-class NVMLError_NotSupported(NVMLError):
-    def __str__(self) -> str:
-        return "Not Supported"
-
-
-class NVMLError_LibraryNotFound(NVMLError):
-    def __str__(self) -> str:
-        return "NVML Shared Library Not Found"
-
-
-class FakeNvml:
-    """pynvml's surface for GPUs given as dicts; names in `unsupported` raise NotSupported."""
-
-    NVMLError = NVMLError
-    NVML_TEMPERATURE_GPU = 0
-
-    def __init__(self, gpus: list[dict[str, Any]], init_error: Exception | None = None):
-        self.gpus = gpus
-        self.init_error = init_error
-        self.shutdowns = 0
-
-    def nvmlInit(self) -> None:
-        if self.init_error is not None:
-            raise self.init_error
-
-    def nvmlShutdown(self) -> None:
-        self.shutdowns += 1
-
-    def nvmlSystemGetDriverVersion(self) -> str:
-        return "550.54.14"
-
-    def nvmlSystemGetCudaDriverVersion_v2(self) -> int:
-        return 12040
-
-    def nvmlDeviceGetCount(self) -> int:
-        return len(self.gpus)
-
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> dict[str, Any]:
-        return self.gpus[index]
-
-    @staticmethod
-    def _get(gpu: dict[str, Any], key: str) -> Any:
-        if key in gpu.get("unsupported", ()):
-            raise NVMLError_NotSupported()
-        return gpu[key]
-
-    def nvmlDeviceGetName(self, gpu: dict[str, Any]) -> str:
-        return self._get(gpu, "name")
-
-    def nvmlDeviceGetUUID(self, gpu: dict[str, Any]) -> str:
-        return self._get(gpu, "uuid")
-
-    def nvmlDeviceGetMemoryInfo(self, gpu: dict[str, Any]) -> SimpleNamespace:
-        total, used = self._get(gpu, "total_mib") * MIB, self._get(gpu, "used_mib") * MIB
-        return SimpleNamespace(total=total, used=used, free=total - used)
-
-    def nvmlDeviceGetTemperature(self, gpu: dict[str, Any], sensor: int) -> int:
-        return self._get(gpu, "temperature")
-
-    def nvmlDeviceGetUtilizationRates(self, gpu: dict[str, Any]) -> SimpleNamespace:
-        return SimpleNamespace(gpu=self._get(gpu, "gpu_pct"), memory=self._get(gpu, "memory_pct"))
-
-    def nvmlDeviceGetPowerUsage(self, gpu: dict[str, Any]) -> int:
-        return self._get(gpu, "power_mw")
-
-    def nvmlDeviceGetEnforcedPowerLimit(self, gpu: dict[str, Any]) -> int:
-        return self._get(gpu, "limit_mw")
-
-    def nvmlDeviceGetCudaComputeCapability(self, gpu: dict[str, Any]) -> tuple[int, int]:
-        return self._get(gpu, "capability")
-
-
-def fake_gpu(index: int, name: str, total_mib: int, **overrides: Any) -> dict[str, Any]:
-    gpu = {
-        "name": name,
+def fake_gpu(index: int, name: str, total_mib: int, **overrides: Any) -> FakeGpu:
+    values = {
         "uuid": f"GPU-{index:04d}",
-        "total_mib": total_mib,
         "used_mib": 512,
         "temperature": 40 + index,
         "gpu_pct": 5,
@@ -112,19 +30,7 @@ def fake_gpu(index: int, name: str, total_mib: int, **overrides: Any) -> dict[st
         "limit_mw": 320000,
         "capability": (8, 6),
     }
-    return {**gpu, **overrides}
-
-
-@pytest.fixture(autouse=True)
-def module_exits(monkeypatch: pytest.MonkeyPatch) -> None:
-    def exit_json(self: basic.AnsibleModule, **kwargs: Any) -> None:
-        raise ExitJson(kwargs)
-
-    def fail_json(self: basic.AnsibleModule, msg: str, **kwargs: Any) -> None:
-        raise FailJson({"msg": msg, **kwargs})
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+    return FakeGpu(name=name, total_mib=total_mib, **{**values, **overrides})
 
 
 def run_module(
@@ -203,7 +109,7 @@ def test_missing_pynvml_gives_no_gpus_and_names_the_package(monkeypatch: pytest.
 
 
 def test_unsupported_power_query_reports_null(monkeypatch: pytest.MonkeyPatch) -> None:
-    nvml = FakeNvml([fake_gpu(0, "NVIDIA RTX A2000 Laptop GPU", 4096, unsupported={"power_mw"})])
+    nvml = FakeNvml([fake_gpu(0, "NVIDIA RTX A2000 Laptop GPU", 4096, unsupported={"power"})])
     facts = run_module(monkeypatch, nvml)["ansible_facts"]
     gpu = facts["aiswarm_gpus"][0]
 

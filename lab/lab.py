@@ -213,6 +213,8 @@ def ensure_node(lab: Lab, node: Node) -> None:
         "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
         "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
         "--stop-signal", "SIGRTMIN+3",
+        # vLLM's engine queues need more shared memory than Docker's default 64 MiB.
+        "--shm-size", "1g",
     ]  # fmt: skip
     for cap in CAPABILITIES:
         argv += ["--cap-add", cap]

@@ -82,7 +82,7 @@ def test_route_table(rules: Rules, request_body: dict[str, Any], tier: str, mode
 
 def test_route_is_deterministic(rules: Rules) -> None:
     body = chat("Prove it step by step")
-    assert {route(body, rules) for _ in range(5)} == {route(body, rules)}
+    assert {route(body, rules) for _attempt in range(5)} == {route(body, rules)}
 
 
 def test_reason_names_the_rule(rules: Rules) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -101,12 +102,24 @@ class Inventory:
         return hosts if target.pick == "all" else hosts[:1]
 
     def docker_containers(self) -> dict[str, str]:
-        """Host -> container name for hosts reached through a docker connection plugin."""
-        return {
-            host: str(hv["ansible_host"])
-            for host, hv in self.hostvars.items()
-            if str(hv.get("ansible_connection", "")).endswith("docker") and hv.get("ansible_host")
-        }
+        """Host -> container name for hosts reached through a docker connection plugin.
+
+        `ansible-inventory --list` does not template, so the lab's
+        `ansible_host: "aiswarm-lab-{{ inventory_hostname }}"` arrives as written: the one
+        template it uses is filled in here; any other template leaves the host out (the
+        executor's own prefix + host name applies).
+        """
+        containers = {}
+        for host, hv in self.hostvars.items():
+            if not str(hv.get("ansible_connection", "")).endswith("docker") or not hv.get("ansible_host"):
+                continue
+            name = _INVENTORY_HOSTNAME.sub(host, str(hv["ansible_host"]))
+            if "{{" not in name:
+                containers[host] = name
+        return containers
+
+
+_INVENTORY_HOSTNAME = re.compile(r"\{\{\s*inventory_hostname\s*\}\}")
 
 
 @dataclass(frozen=True)

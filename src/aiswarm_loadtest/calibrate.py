@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from aiswarm_loadtest.metrics import percentile, summarize
+from aiswarm_loadtest.options import non_negative_float, positive_int
 from aiswarm_loadtest.refbackend import serve_in_process
 from aiswarm_loadtest.runlog import load_run
 
@@ -27,13 +28,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m aiswarm_loadtest.calibrate", description=__doc__.split("\n", maxsplit=1)[0]
     )
     add = parser.add_argument
-    add("--users", type=int, default=50, help="concurrent streaming users (default 50)")
-    add("--duration", type=int, default=30, help="seconds of load (default 30)")
-    add("--ttft-ms", type=float, default=50.0, help="backend first-token delay (default 50)")
-    add("--itl-ms", type=float, default=10.0, help="backend inter-token delay (default 10)")
-    add("--tokens", type=int, default=64, help="output tokens per request (default 64)")
+    add("--users", type=positive_int, default=50, help="concurrent streaming users (default 50)")
+    add("--duration", type=positive_int, default=30, help="seconds of load (default 30)")
+    add("--ttft-ms", type=non_negative_float, default=50.0, help="backend first-token delay (default 50)")
+    add("--itl-ms", type=non_negative_float, default=10.0, help="backend inter-token delay (default 10)")
+    add("--tokens", type=positive_int, default=64, help="output tokens per request (default 64)")
     add("--locustfile", default="loadtests/chat_stream.py", help="locustfile to run (default %(default)s)")
-    add("--tolerance-ms", type=float, default=1.0, help="exit 1 when |median error| exceeds this (default 1)")
+    add(
+        "--tolerance-ms",
+        type=non_negative_float,
+        default=1.0,
+        help="exit 1 when |median error| exceeds this (default 1)",
+    )
     add("--run-dir", default="", help="keep the records here (default: a temporary directory)")
     return parser
 

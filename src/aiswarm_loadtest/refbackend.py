@@ -36,6 +36,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiswarm_loadtest.options import fraction, non_negative_float, positive_int
+
 MAX_HEADER_BYTES = 65536
 MAX_BODY_BYTES = 64 * 1024 * 1024
 WRITE_BUFFER_LIMIT = 64 * 1024  # wait for the client only when this much is unsent
@@ -399,27 +401,6 @@ def serve_in_process(args: list[str], host: str = "127.0.0.1") -> Iterator[str]:
             process.wait()
 
 
-def _rate(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a rate within 0..1, got {text}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m aiswarm_loadtest.refbackend",
@@ -432,17 +413,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("--port", type=int, default=18000, help="port to bind, 0 picks a free one (default 18000)")
     add("--name", default="refbackend", help="value of the x-aiswarm-backend response header")
     add("--model", default="ref-model", help="the model field of responses")
-    add("--ttft-ms", type=_non_negative, default=50.0, help="first-token delay (default 50)")
-    add("--itl-ms", type=_non_negative, default=10.0, help="delay between tokens (default 10)")
-    add("--tokens", type=_positive_int, default=64, help="output tokens, capped by max_tokens (default 64)")
-    add("--embed-ms", type=_non_negative, default=5.0, help="embeddings delay (default 5)")
-    add("--embed-dim", type=_positive_int, default=16, help="embedding dimensions (default 16)")
-    add("--fail-rate", type=_rate, default=0.0, help="share of requests answered HTTP 500")
-    add("--cut-rate", type=_rate, default=0.0, help="share of streams closed without [DONE]")
-    add("--stall-rate", type=_rate, default=0.0, help="share of streams that go silent")
-    add("--inband-error-rate", type=_rate, default=0.0, help="share of streams ending in an error event")
+    add("--ttft-ms", type=non_negative_float, default=50.0, help="first-token delay (default 50)")
+    add("--itl-ms", type=non_negative_float, default=10.0, help="delay between tokens (default 10)")
+    add("--tokens", type=positive_int, default=64, help="output tokens, capped by max_tokens (default 64)")
+    add("--embed-ms", type=non_negative_float, default=5.0, help="embeddings delay (default 5)")
+    add("--embed-dim", type=positive_int, default=16, help="embedding dimensions (default 16)")
+    add("--fail-rate", type=fraction, default=0.0, help="share of requests answered HTTP 500")
+    add("--cut-rate", type=fraction, default=0.0, help="share of streams closed without [DONE]")
+    add("--stall-rate", type=fraction, default=0.0, help="share of streams that go silent")
+    add("--inband-error-rate", type=fraction, default=0.0, help="share of streams ending in an error event")
     add("--fault-after", type=int, default=4, help="tokens sent before a cut, stall or in-band error")
-    add("--stall-ms", type=_non_negative, default=30000.0, help="length of a stall (default 30000)")
+    add("--stall-ms", type=non_negative_float, default=30000.0, help="length of a stall (default 30000)")
     add("--api-key", default="", help="require 'Authorization: Bearer <key>' (default: no auth)")
     add("--seed", type=int, default=0, help="seed of the failure draws")
     add("--selector", choices=("select", "epoll"), default="select", help="event loop selector")

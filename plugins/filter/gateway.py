@@ -12,7 +12,11 @@ LiteLLM keys used here were checked against the LiteLLM docs (docs.litellm.ai):
   `litellm_settings.callbacks`, `request_timeout`, `drop_params`; `os.environ/NAME` references.
 - router/api_reference/configuration and the proxy config schema: `router_settings.routing_strategy`
   (`simple-shuffle`), `num_retries`, `timeout`, `allowed_fails`, `cooldown_time`, `redis_host`,
-  `redis_port`, `redis_password`, `fallbacks: [{"group": ["fallback-group", ...]}]`.
+  `redis_port`, `redis_password`, `fallbacks: [{"group": ["fallback-group", ...]}]`,
+  `model_group_retry_policy: {"group": {"DefaultRetries": n}}` (RetryPolicy in litellm/types/router.py).
+- router_utils/cooldown_handlers.py (1.108.7): `_is_cooldown_required` never cools a deployment
+  down for an APIConnectionError (connection refused), which is why local groups that have a
+  fallback get no retries of their own.
 - proxy/caching_settings: `litellm_settings.cache: true` with `cache_params` `type: redis`, `host`,
   `port`, `password`.
 - pass_through/vllm: the `hosted_vllm/<served model>` provider prefix with `api_base`; llama.cpp's
@@ -41,7 +45,9 @@ SETTINGS_DEFAULTS: dict[str, Any] = {
     "routing_strategy": "simple-shuffle",
     "timeout": 600,
     "stream_timeout": 60,
+    "local_stream_timeout": 30,
     "num_retries": 2,
+    "local_num_retries": 0,
     "allowed_fails": 3,
     "cooldown_time": 30,
     "redis": None,
@@ -95,7 +101,15 @@ def _settings(settings: Any) -> dict[str, Any]:
     merged = {**SETTINGS_DEFAULTS, **{k: v for k, v in settings.items() if v is not None}}
     if merged["master_key_env"] is None:
         raise _fail("settings.master_key_env is required: the gateway must not run without a master key")
-    for key in ("timeout", "stream_timeout", "num_retries", "allowed_fails", "cooldown_time"):
+    for key in (
+        "timeout",
+        "stream_timeout",
+        "local_stream_timeout",
+        "num_retries",
+        "local_num_retries",
+        "allowed_fails",
+        "cooldown_time",
+    ):
         _nonneg_int(merged, key)
     _nonneg_int(merged, "health_check_interval")
     if not isinstance(merged["callbacks"], list) or not all(isinstance(c, str) for c in merged["callbacks"]):
@@ -192,7 +206,8 @@ class _Builder:
         return candidate
 
     def deploy(self, group: str, entry: dict[str, Any], params: dict[str, Any], id_base: str) -> None:
-        params = {**params, "stream_timeout": self.settings["stream_timeout"]}
+        timeout_key = "local_stream_timeout" if entry["tier"] == "local" else "stream_timeout"
+        params = {**params, "stream_timeout": self.settings[timeout_key]}
         for key in ("rpm", "tpm"):
             if entry.get(key) is not None:
                 params[key] = entry[key]
@@ -347,6 +362,14 @@ def litellm_config(catalog: Any, endpoints: Any, settings: Any = None) -> dict[s
         "cooldown_time": conf["cooldown_time"],
         "fallbacks": fallbacks,
     }
+    # A local group with somewhere to fall back to does not retry its own engines: LiteLLM never
+    # cools a deployment down for a refused connection (APIConnectionError), so every retry of a
+    # dead engine would be paid again by every request. Its fallback chain is the retry.
+    retry_groups = sorted(name for name in local_fallbacks if local_fallbacks[name] + cloud_order)
+    if retry_groups:
+        router["model_group_retry_policy"] = {
+            name: {"DefaultRetries": conf["local_num_retries"]} for name in retry_groups
+        }
     litellm: dict[str, Any] = {
         "drop_params": True,
         "request_timeout": conf["timeout"],

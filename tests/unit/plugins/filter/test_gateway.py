@@ -59,6 +59,7 @@ def settings(**overrides: Any) -> dict[str, Any]:
         "callbacks": ["prometheus"],
         "timeout": 300,
         "stream_timeout": 30,
+        "local_stream_timeout": 12,
         "num_retries": 1,
         "allowed_fails": 2,
         "cooldown_time": 20,
@@ -79,8 +80,10 @@ def test_one_inference_and_one_worker() -> None:
     (primary,) = deployments(config, "swarm-chat")
     assert primary["litellm_params"]["model"] == "hosted_vllm/swarm-chat"
     assert primary["litellm_params"]["api_base"] == "http://172.30.57.11:8000/v1"
-    assert primary["litellm_params"]["stream_timeout"] == 30
+    assert primary["litellm_params"]["stream_timeout"] == 12
     (fallback,) = deployments(config, "swarm-chat-fallback")
+    assert fallback["litellm_params"]["stream_timeout"] == 12
+    assert all(m["litellm_params"]["stream_timeout"] == 30 for m in deployments(config, "gemini-flash"))
     assert fallback["litellm_params"]["model"] == "openai/swarm-chat"
     assert fallback["litellm_params"]["api_base"] == "http://172.30.57.12:8080/v1"
     router = config["router_settings"]
@@ -110,6 +113,23 @@ def test_one_inference_and_one_worker() -> None:
         "health_check_interval": 300,
     }
     assert out["warnings"] == []
+
+
+def test_local_groups_with_a_fallback_do_not_retry_their_engines() -> None:
+    eps = {"vllm": [vllm("starlord", "172.30.57.11")], "llamacpp": [llamacpp("thanos", "172.30.57.12")]}
+    router = litellm_config(CATALOG, eps, settings())["config"]["router_settings"]
+    # Only the primary group has a chain; the cloud groups keep the router-wide num_retries.
+    assert router["model_group_retry_policy"] == {"swarm-chat": {"DefaultRetries": 0}}
+    router = litellm_config(CATALOG, eps, settings(local_num_retries=2))["config"]["router_settings"]
+    assert router["model_group_retry_policy"] == {"swarm-chat": {"DefaultRetries": 2}}
+
+
+def test_a_local_group_with_nowhere_to_go_keeps_its_retries() -> None:
+    eps = {"vllm": [vllm("starlord", "172.30.57.11")]}
+    conf = settings(providers={}, fallback_tiers=[])
+    router = litellm_config(CATALOG, eps, conf)["config"]["router_settings"]
+    assert "model_group_retry_policy" not in router
+    assert router["num_retries"] == 1
 
 
 def test_two_inference_hosts_give_two_deployments() -> None:
@@ -292,6 +312,7 @@ def test_inputs_are_not_mutated() -> None:
         (CATALOG, {}, settings(master_key_env=None), "settings.master_key_env is required"),
         (CATALOG, {}, settings(redis_url="redis://x"), "unknown settings ['redis_url']"),
         (CATALOG, {}, settings(num_retries=-1), "settings.num_retries must be an integer >= 0"),
+        (CATALOG, {}, settings(local_stream_timeout="1s"), "settings.local_stream_timeout must be an int"),
         (CATALOG, {}, settings(redis={"host": "r", "port": 70000}), "settings.redis.port must be a TCP port"),
         (CATALOG, {}, settings(fallback_tiers=["local"]), "settings.fallback_tiers must be a list of"),
         (CATALOG, {}, settings(providers={"gemini": {"api_keys": "AIza-one"}}), "not a single string"),

@@ -304,19 +304,25 @@ class ChaosRunner:
         if self.scenario.data_check is not None:
             try:
                 self._data_step(self.scenario.data_check)
+                if self.scenario.data_check.seed:
+                    self._data_step(self.scenario.data_check, seed=True)
             except PlanError as exc:
                 errors.append(f"{src}: {exc}")
         if errors:
             raise PlanError("\n".join(errors))
         return plans
 
-    def _data_step(self, check: DataCheck) -> Step:
+    def _data_step(self, check: DataCheck, *, seed: bool = False) -> Step:
         node = self.inventory.resolve(check.target, "data_check.target")[0]
-        return self.executor.node_step(node, check.argv)
+        return self.executor.node_step(node, check.seed if seed else check.argv)
 
-    def _read_data(self) -> str | None:
+    def _read_data(self, *, seed_first: bool = False) -> str | None:
         check = self.scenario.data_check
-        return None if check is None else self.executor.run(self._data_step(check)).stdout.strip()
+        if check is None:
+            return None
+        if seed_first and check.seed:
+            self.executor.run(self._data_step(check, seed=True))
+        return self.executor.run(self._data_step(check)).stdout.strip()
 
     def _data_lost(self, before: str | None, after: str | None) -> bool | None:
         check = self.scenario.data_check
@@ -404,7 +410,7 @@ class ChaosRunner:
             result.notes = ["steady state not met, no fault injected: " + "; ".join(reasons)]
             write_report(result, out)
             return result
-        data_before = self._read_data()
+        data_before = self._read_data(seed_first=True)
         run = _Run(plans=plans)
         result.outcome = "aborted"
         handle: LoadHandle | None = None

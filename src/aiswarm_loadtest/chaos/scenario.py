@@ -148,11 +148,16 @@ class Timeline:
 
 @dataclass(frozen=True)
 class DataCheck:
-    """A read-only command run on a node before the fault and after recovery; outputs are compared."""
+    """A read-only command run on a node before the fault and after recovery; outputs are compared.
+
+    `seed`, when set, runs once first (after the steady state was met) to write a canary that
+    `argv` then reads, so the check does not depend on what the load happens to write.
+    """
 
     target: Target
     argv: tuple[str, ...]
     compare: str = "equal"
+    seed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -476,7 +481,7 @@ def _timeline(check: _Checker, raw: Any) -> Timeline | None:
 def _data_check(check: _Checker, raw: Any, services: Mapping[str, str]) -> DataCheck | None:
     if raw is None:
         return None
-    data = check.mapping(raw, "data_check", ("target", "argv", "compare"))
+    data = check.mapping(raw, "data_check", ("target", "seed", "argv", "compare"))
     target = _target(check, data.get("target"), "data_check.target", services, {})
     if target.service is not None:
         check.error(
@@ -485,9 +490,16 @@ def _data_check(check: _Checker, raw: Any, services: Mapping[str, str]) -> DataC
     argv = check.strings(data, "argv", "data_check", required=True)
     resolved = [_resolve(check, arg, f"data_check.argv[{i}]", services) for i, arg in enumerate(argv)]
     compare = check.choice(data, "compare", "data_check", DATA_COMPARES, default="equal")
-    if not argv or None in resolved or compare is None:
+    seed = check.strings(data, "seed", "data_check", required=False)
+    seeded = [_resolve(check, arg, f"data_check.seed[{i}]", services) for i, arg in enumerate(seed)]
+    if not argv or None in resolved or None in seeded or compare is None:
         return None
-    return DataCheck(target=target, argv=tuple(r for r in resolved if r is not None), compare=compare)
+    return DataCheck(
+        target=target,
+        argv=tuple(r for r in resolved if r is not None),
+        compare=compare,
+        seed=tuple(r for r in seeded if r is not None),
+    )
 
 
 def _rollback(check: _Checker, raw: Any, kind: str | None) -> str | None:

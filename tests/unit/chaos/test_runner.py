@@ -288,6 +288,33 @@ def test_data_check_runs_before_and_after_and_gates_data_loss(tmp_path: Path) ->
     assert result.outcome == "failed" and [g.name for g in result.gates if not g.passed] == ["data_loss"]
 
 
+def test_data_check_seed_writes_a_canary_once_before_the_first_read(tmp_path: Path) -> None:
+    doc = copy.deepcopy(DOC)
+    doc["data_check"] = {"target": {"group": "gateway"}, "seed": ["put"], "argv": ["get"]}
+    doc["expect"]["data_loss"] = False
+    executor = FakeExecutor()
+    executor.data_outputs = ["", "canary\n", "canary\n"]
+    result = make_runner(tmp_path, doc, executor=executor)[0].run()
+    assert executor.ran == [
+        "data g1 put",
+        "data g1 get",
+        "inject kill_service@n1",
+        "rollback kill_service@n1",
+        "data g1 get",
+    ]
+    assert result.outcome == "passed"
+
+
+def test_data_check_seed_lost_canary_fails_the_gate(tmp_path: Path) -> None:
+    doc = copy.deepcopy(DOC)
+    doc["data_check"] = {"target": {"group": "gateway"}, "seed": ["put"], "argv": ["get"]}
+    doc["expect"]["data_loss"] = False
+    executor = FakeExecutor()
+    executor.data_outputs = ["", "canary\n", "\n"]
+    result = make_runner(tmp_path, doc, executor=executor)[0].run()
+    assert [g.name for g in result.gates if not g.passed] == ["data_loss"]
+
+
 def test_inventory_resolution() -> None:
     assert INVENTORY.hosts("all") == ["n1", "n2", "g1"]
     assert INVENTORY.docker_containers() == {"n1": "aiswarm-lab-n1"}

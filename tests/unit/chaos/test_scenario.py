@@ -140,6 +140,11 @@ BROKEN = [
     ),
     ("expect.failover_within_s", "10s", "expect.failover_within_s: expected a number >= 0, got '10s'"),
     ("expect.data_loss", False, "expect.data_loss: needs a data_check section to be measured"),
+    (
+        "data_check",
+        {"target": {"group": "gateway"}, "argv": ["get"], "seed": "put"},
+        "data_check.seed: expected a non-empty list of strings, got 'put'",
+    ),
     ("expect.max_failed_requests", 1.5, "expect.max_failed_requests: expected an integer >= 0, got 1.5"),
     ("timeline.warmup_s", 50, "timeline.warmup_s: expected a value <= timeline.fault_at_s (10), got 50"),
     ("timeline.observe_after_restore_s", _DELETE, "timeline.observe_after_restore_s: required field missing"),

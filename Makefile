@@ -1,12 +1,13 @@
 # The two commands of the README, and the pieces they are made of.
 #   make lab    bring up the whole swarm on a local lab of systemd containers
 #   make test   run every test (what .ci/run calls)
+#   make bench  the full load and chaos matrix against the lab, written into docs/benchmarks.md
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 VENV ?= .venv
 export AISWARM_VENV := $(abspath $(VENV))
 
-.PHONY: help bootstrap lab lab-down lab-status test lint sanity unit build molecule lab-test
+.PHONY: help bootstrap lab lab-down lab-status test lint sanity unit build molecule lab-test bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -31,3 +32,8 @@ lint sanity unit build molecule: bootstrap ## Run one test stage
 
 lab-test: bootstrap ## Run the whole-swarm lab stage alone
 	@bash tests/run.sh lab
+
+bench: bootstrap ## Full load + every chaos scenario against the lab (~40 min), into docs/benchmarks.md
+	@$(VENV)/bin/python lab/lab.py up
+	@AISWARM_API_KEY="sk-$$(cat inventories/lab/.secrets/litellm_master_key)" \
+	  $(VENV)/bin/python -m aiswarm_loadtest.bench --docs docs/benchmarks.md $(BENCH_ARGS)

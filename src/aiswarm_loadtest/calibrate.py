@@ -11,6 +11,7 @@ the harness (client, loopback network, scheduling) adds to every TTFT it reports
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 when |median error| exceeds this (default 1)",
     )
     add("--run-dir", default="", help="keep the records here (default: a temporary directory)")
+    add("--json", default="", help="also write the figures to this JSON file")
     return parser
 
 
@@ -89,6 +91,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     within = abs(error) <= args.tolerance_ms
     print(f"{'WITHIN' if within else 'OUTSIDE'} the {args.tolerance_ms:g} ms tolerance")
+    if args.json:
+        figures = {
+            "users": args.users,
+            "duration_s": args.duration,
+            "requests": len(records),
+            "ok": len(ok),
+            "ttft_configured_ms": args.ttft_ms,
+            "ttft_p50_ms": p50,
+            "ttft_p95_ms": p95,
+            "error_ms": error,
+            "itl_configured_ms": args.itl_ms,
+            "itl_p50_ms": itl,
+            "send_lag_p95_ms": lag,
+            "rps": summary.rps,
+            "tolerance_ms": args.tolerance_ms,
+            "within": within,
+            "load_average": os.getloadavg(),
+        }
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     return 0 if within else 1
 
 

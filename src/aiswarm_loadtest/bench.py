@@ -1,0 +1,550 @@
+"""The benchmark command: the full load and the whole chaos matrix against the lab.
+
+    make bench                       # brings the lab up, then runs every step below
+    python -m aiswarm_loadtest.bench --out loadtests/results/bench --docs docs/benchmarks.md
+
+Steps, in order (`--steps` picks some; each writes its raw output under `--out`):
+
+- `calibrate`: the harness's own error against the calibrated reference backend (50 users);
+- `overhead`: the gateway's overhead on time to first token, gateway vs direct to the *same*
+  backend: the reference backend runs on this machine on the lab network, and a second LiteLLM
+  process runs on the gateway node with the gateway's own configuration, virtualenv and
+  secrets, its model list pointed at the reference backend only (`aiswarm-bench-gateway`, a
+  transient unit, stopped afterwards). 1 and 50 streams each way; the gateway's CPU use is read
+  from its unit's cgroup, which says what limits it;
+- `load`: 50 streaming users for `--load-duration` through the lab gateway, gated at the seed's
+  limits (first token p95 100 ms, error rate 1%); a failed gate is a figure here, not an abort;
+- `rate`: the open-loop scenario, `--target-rps` (100) requests per second offered;
+- `chaos`: every scenario in `--scenarios` with the chaos runner, one after another.
+
+Everything measured goes to `<out>/bench.json` and `<out>/bench.md`; with `--docs`, the Markdown
+replaces the section between the `bench:begin` and `bench:end` markers of that file. Exit 0
+when every step ran (whether or not its gates passed), 1 when a step could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aiswarm_loadtest.metrics import summarize
+from aiswarm_loadtest.options import positive_int
+from aiswarm_loadtest.refbackend import serve_in_process
+from aiswarm_loadtest.runlog import load_run
+
+STEPS = ("calibrate", "overhead", "load", "rate", "chaos")
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+BENCH_UNIT = "aiswarm-bench-gateway"
+BENCH_DIR = "/run/aiswarm-bench"
+
+
+class BenchError(RuntimeError):
+    """A step could not run (not: its gates failed)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m aiswarm_loadtest.bench", description=__doc__.split("\n", maxsplit=1)[0]
+    )
+    add = parser.add_argument
+    add("--out", type=Path, default=None, help="run directory (default loadtests/results/bench-<UTC time>)")
+    add("--docs", type=Path, default=None, help="Markdown file whose bench section is replaced")
+    add("--steps", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}")
+    add("--gateway", default="http://127.0.0.1:4000", help="the lab gateway (default %(default)s)")
+    add("--model", default="swarm-chat", help="model group the load asks for (default %(default)s)")
+    add("--max-tokens", type=positive_int, default=16, help="output tokens per request (default 16)")
+    add("--api-key-env", default="AISWARM_API_KEY", help="variable holding the gateway key")
+    add("--load-duration", type=positive_int, default=60, help="seconds of the 50-user run (default 60)")
+    add("--overhead-duration", type=positive_int, default=30, help="seconds per overhead run (default 30)")
+    add("--target-rps", type=positive_int, default=100, help="offered rate of the rate step (default 100)")
+    add("--scenarios", default="loadtests/scenarios", type=Path, help="scenario file or folder")
+    add("--lab-prefix", default="aiswarm-lab-", help="lab container name prefix")
+    add("--gateway-host", default="oracle", help="inventory host of the gateway (default oracle)")
+    add("--service", action="append", default=["inference_engine=vllm"], help="passed to the chaos runner")
+    return parser
+
+
+def _steps(text: str) -> list[str]:
+    steps = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown or not steps:
+        raise BenchError(f"--steps {text!r}: expected a comma-separated subset of {','.join(STEPS)}")
+    return steps
+
+
+def _run(argv: Sequence[str], *, timeout: float, log: Path | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
+    if log is not None:
+        log.write_text(f"$ {shlex.join(argv)}\n{proc.stdout}\n{proc.stderr}", encoding="utf-8")
+    return proc
+
+
+def machine() -> dict[str, Any]:
+    """What the figures ran on (no host name)."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        mem_kb = int(Path("/proc/meminfo").read_text(encoding="utf-8").split()[1])
+    except (OSError, ValueError, IndexError):
+        mem_kb = 0
+    gpu = "none"
+    try:
+        proc = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20, check=False,
+        )  # fmt: skip
+        if proc.returncode == 0 and proc.stdout.strip():
+            gpu = "; ".join(proc.stdout.strip().splitlines())
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": model or platform.machine(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1048576, 1),
+        "gpu": gpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "commit": commit,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.out: Path = args.out or Path("loadtests/results") / (
+            "bench-" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        )
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.key = os.environ.get(args.api_key_env, "")
+        self.python = sys.executable
+        self.locust = str(Path(sys.executable).with_name("locust"))
+        self.container = args.lab_prefix + args.gateway_host
+
+    # -- helpers ----------------------------------------------------------------------------
+    def locust_run(
+        self, name: str, locustfile: str, host: str, users: int, duration: int, extra: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """One headless Locust run; its summary from the raw records, and its exit code."""
+        run_dir = self.out / name
+        run_dir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            self.locust, "-f", locustfile, "--headless", "-u", str(users), "-r", str(min(users, 25)),
+            "-t", f"{duration}s", "--host", host, "--only-summary", "--aiswarm-run-dir", str(run_dir),
+            "--max-tokens", str(self.args.max_tokens), *extra,
+        ]  # fmt: skip
+        proc = _run(argv, timeout=duration + 180, log=run_dir / "locust.log")
+        records = load_run(run_dir)
+        if not records:
+            raise BenchError(f"{name}: Locust recorded no requests (exit {proc.returncode}); see {run_dir}")
+        summary = asdict(summarize(records))
+        gates = [
+            line.strip() for line in proc.stdout.splitlines() + proc.stderr.splitlines() if "gate" in line
+        ]
+        return {
+            "users": users,
+            "duration_s": duration,
+            "exit": proc.returncode,
+            "summary": summary,
+            "gates": gates,
+        }
+
+    def docker(self, *argv: str, stdin: str | None = None, timeout: float = 60) -> str:
+        if not self.container.startswith(self.args.lab_prefix):
+            raise BenchError(f"{self.container}: not a lab container")
+        cmd = ["docker", "exec", *(["-i"] if stdin is not None else []), self.container, *argv]
+        proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+        if proc.returncode != 0:
+            raise BenchError(f"{shlex.join(cmd)}: exit {proc.returncode}: {proc.stderr.strip()[-400:]}")
+        return proc.stdout
+
+    # -- steps ------------------------------------------------------------------------------
+    def calibrate(self) -> dict[str, Any]:
+        path = self.out / "calibrate.json"
+        argv = [self.python, "-m", "aiswarm_loadtest.calibrate", "--users", "50", "--duration", "30",
+                "--ttft-ms", "50", "--json", str(path), "--run-dir", str(self.out / "calibrate")]  # fmt: skip
+        (self.out / "calibrate").mkdir(exist_ok=True)
+        proc = _run(argv, timeout=300, log=self.out / "calibrate.log")
+        if not path.exists():
+            raise BenchError(f"calibrate: exit {proc.returncode}: {proc.stderr.strip()[-400:]}")
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def _gateway_address(self) -> tuple[str, str]:
+        raw = subprocess.run(
+            ["docker", "inspect", "--format", "{{json .NetworkSettings.Networks}}", self.container],
+            capture_output=True, text=True, check=False,
+        ).stdout  # fmt: skip
+        networks = json.loads(raw or "null") or {}
+        for net in networks.values():
+            if net.get("IPAddress"):
+                return net["IPAddress"], net.get("Gateway") or ""
+        raise BenchError(f"{self.container}: no address on a Docker network (is the lab up?)")
+
+    def _start_bench_gateway(self, backend_url: str, address: str, port: int) -> None:
+        config = yaml.safe_load(self.docker("cat", "/etc/aiswarm/litellm/config.yaml"))
+        config["model_list"] = [
+            {
+                "model_name": self.args.model,
+                "litellm_params": {
+                    "model": "openai/reference",
+                    "api_base": f"{backend_url}/v1",
+                    "api_key": "none",
+                    "stream_timeout": 30,
+                },
+                "model_info": {"id": "bench.reference"},
+            }
+        ]
+        router = config.get("router_settings") or {}
+        for key in ("fallbacks", "model_group_retry_policy"):
+            router.pop(key, None)
+        env = self.docker("systemctl", "show", "-p", "Environment", "--value", "litellm").split()
+        env_files = self.docker("systemctl", "show", "-p", "EnvironmentFiles", "--value", "litellm").split()
+        user = self.docker("systemctl", "show", "-p", "User", "--value", "litellm").strip() or "litellm"
+        overrides = {
+            "PROMETHEUS_MULTIPROC_DIR": f"{BENCH_DIR}/prometheus",
+            "AISWARM_ROUTER_DECISIONS_LOG": f"{BENCH_DIR}/decisions.jsonl",
+        }
+        env = [e for e in env if e.split("=", 1)[0] not in overrides] + [
+            f"{k}={v}" for k, v in overrides.items()
+        ]
+        if self._unit_active():
+            self.docker("systemctl", "stop", BENCH_UNIT, timeout=60)
+        self.docker(
+            "install", "-d", "-o", user, "-g", user, "-m", "0750", BENCH_DIR, f"{BENCH_DIR}/prometheus"
+        )
+        self.docker(
+            "sh", "-c", f"cat > {BENCH_DIR}/config.yaml", stdin=yaml.safe_dump(config, sort_keys=False)
+        )
+        self.docker("chown", user, f"{BENCH_DIR}/config.yaml")
+        props = [f"-p User={user}", "-p CPUAccounting=yes", f"-p WorkingDirectory={BENCH_DIR}"]
+        props += [f"-p EnvironmentFile={f}" for f in env_files if f.startswith("/")]
+        props += [f"-p Environment={e}" for e in env]
+        exe = (
+            self.docker("systemctl", "show", "-p", "ExecStart", "--value", "litellm")
+            .split("path=")[1]
+            .split(" ;")[0]
+        )
+        argv = ["systemd-run", f"--unit={BENCH_UNIT}", *" ".join(props).split(" "), exe,
+                "--config", f"{BENCH_DIR}/config.yaml", "--host", address, "--port", str(port)]  # fmt: skip
+        self.docker(*argv)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            proc = subprocess.run(
+                ["curl", "-fsS", "-o", "/dev/null", "-H", f"Authorization: Bearer {self.key}",
+                 f"http://{address}:{port}/v1/models"],
+                capture_output=True, check=False,
+            )  # fmt: skip
+            if proc.returncode == 0:
+                return
+            if not self._unit_active():
+                log = self.docker("journalctl", "-u", BENCH_UNIT, "-n", "30", "--no-pager")
+                raise BenchError(f"{BENCH_UNIT} exited before it answered:\n{log}")
+            time.sleep(2)
+        raise BenchError(f"{BENCH_UNIT} did not answer on {address}:{port} within 180 s")
+
+    def _unit_active(self) -> bool:
+        proc = subprocess.run(
+            ["docker", "exec", self.container, "systemctl", "is-active", "--quiet", BENCH_UNIT], check=False
+        )
+        return proc.returncode == 0
+
+    def _cpu_s(self) -> float:
+        """CPU seconds (user + system) used so far by the bench gateway's main process and children.
+
+        Read from /proc: the lab nodes see cgroup v1 without the cpu controller delegated.
+        """
+        script = (
+            'pid=$(systemctl show -p MainPID --value "$1"); [ "${pid:-0}" -gt 0 ] || { echo 0; exit; }; '
+            "for p in $pid $(pgrep -P \"$pid\"); do awk '{print $14 + $15}' /proc/$p/stat 2>/dev/null; done "
+            "| awk '{s += $1} END {print s + 0}'"
+        )
+        ticks = self.docker("sh", "-c", script, "sh", BENCH_UNIT).strip()
+        return float(ticks or 0) / os.sysconf("SC_CLK_TCK")
+
+    def overhead(self) -> dict[str, Any]:
+        address, host_side = self._gateway_address()
+        if not host_side:
+            raise BenchError("overhead: cannot tell this machine's address on the lab network")
+        port, duration = 4100, self.args.overhead_duration
+        backend = [
+            "--ttft-ms",
+            "50",
+            "--itl-ms",
+            "10",
+            "--tokens",
+            str(self.args.max_tokens),
+            "--selector",
+            "epoll",
+        ]
+        result: dict[str, Any] = {"backend": {"ttft_ms": 50, "itl_ms": 10, "tokens": self.args.max_tokens}}
+        with serve_in_process(backend, host=host_side) as url:
+            try:
+                self._start_bench_gateway(url, address, port)
+                runs = []
+                for users in (1, 50):
+                    for path, host in (("direct", url), ("gateway", f"http://{address}:{port}")):
+                        cpu0 = self._cpu_s()
+                        run = self.locust_run(
+                            f"overhead-{path}-{users}", "loadtests/chat_stream.py", host, users, duration,
+                            ["--model", self.args.model,
+                             "--slo-ttft-p95-ms", "60000", "--slo-e2e-p95-ms", "600000"],
+                        )  # fmt: skip
+                        run["path"] = path
+                        run["gateway_cpu_cores"] = (
+                            (self._cpu_s() - cpu0) / duration if path == "gateway" else None
+                        )
+                        runs.append(run)
+                result["runs"] = runs
+            finally:
+                if self._unit_active():
+                    self.docker("systemctl", "stop", BENCH_UNIT, timeout=60)
+                self.docker("rm", "-rf", BENCH_DIR)
+        return result
+
+    def load(self) -> dict[str, Any]:
+        return self.locust_run(
+            "load-50", "loadtests/chat_stream.py", self.args.gateway, 50, self.args.load_duration,
+            ["--model", self.args.model],
+        )  # fmt: skip
+
+    def rate(self) -> dict[str, Any]:
+        users = 4
+        return self.locust_run(
+            "rate", "loadtests/chat_rate.py", self.args.gateway, users, self.args.load_duration,
+            ["--model", self.args.model, "--target-rps", str(self.args.target_rps),
+             "--slo-min-rps", str(self.args.target_rps), "--slo-ttft-p95-ms", "100"],
+        )  # fmt: skip
+
+    def chaos(self) -> dict[str, Any]:
+        source = self.args.scenarios
+        files = sorted(source.glob("*.yaml")) if source.is_dir() else [source]
+        results = []
+        for path in files:
+            out = self.out / "chaos" / path.stem
+            argv = [
+                self.python,
+                "-m",
+                "aiswarm_loadtest.chaos",
+                "run",
+                str(path),
+                "--executor",
+                "docker",
+                "--gateway",
+                self.args.gateway,
+                "--out",
+                str(out),
+                "--api-key-env",
+                self.args.api_key_env,
+                f"--locust-arg=--model={self.args.model}",
+                f"--locust-arg=--max-tokens={self.args.max_tokens}",
+            ]
+            argv += [f"--service={s}" for s in self.args.service]  # fmt: skip
+            print(f"bench: chaos {path.stem} ...", flush=True)
+            started = time.monotonic()
+            proc = _run(argv, timeout=1800, log=self.out / f"chaos-{path.stem}.log")
+            entry: dict[str, Any] = {"scenario": path.stem, "exit": proc.returncode,
+                                     "wall_s": round(time.monotonic() - started, 1)}  # fmt: skip
+            result_file = out / "result.json"
+            if result_file.exists():
+                data = json.loads(result_file.read_text(encoding="utf-8"))
+                entry.update(
+                    {k: data.get(k) for k in ("outcome", "measurements", "gates", "notes", "open_faults")}
+                )
+                entry["kind"] = (data.get("faults") or [{}])[0].get("kind")
+            else:
+                entry["outcome"] = "aborted"
+                entry["notes"] = [proc.stderr.strip()[-400:]]
+            print(f"bench: chaos {path.stem}: {entry['outcome']} ({entry['wall_s']} s)", flush=True)
+            results.append(entry)
+        return {"scenarios": results}
+
+    def run(self, steps: list[str]) -> tuple[dict[str, Any], int]:
+        report: dict[str, Any] = {"machine": machine(), "steps": {}}
+        rc = 0
+        for step in steps:
+            print(f"bench: {step} ...", flush=True)
+            started = time.monotonic()
+            try:
+                report["steps"][step] = getattr(self, step)()
+            except (BenchError, subprocess.TimeoutExpired, OSError) as exc:
+                report["steps"][step] = {"error": str(exc)}
+                rc = 1
+                print(f"bench: {step} could not run: {exc}", file=sys.stderr, flush=True)
+            print(f"bench: {step} done in {time.monotonic() - started:.0f} s", flush=True)
+            (self.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        return report, rc
+
+
+# -- Markdown ---------------------------------------------------------------------------------
+def _ms(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+def _s(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} s"
+
+
+def _run_row(label: str, run: dict[str, Any]) -> str:
+    s = run["summary"]
+    failed = s["requests"] - round(s["requests"] * (1 - s["error_rate"]))
+    return (
+        f"| {label} | {run['users']} | {s['rps']:.1f} | {_ms(s['ttft']['p50'])} | {_ms(s['ttft']['p95'])} "
+        f"| {_ms(s['ttft']['p99'])} | {_ms(s['e2e']['p95'])} | {failed} of {s['requests']} |"
+    )
+
+
+def render(report: dict[str, Any], command: str) -> str:
+    m, steps = report["machine"], report["steps"]
+    lines = [
+        f"## Benchmark run of {m['date']} (`{command}`)",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, GPU: {m['gpu']}; kernel "
+        f"{m['kernel']}, commit {m['commit']}, load average at start {m['load_average']}. The lab's "
+        "three nodes, their engines, the gateway and the load generator share these cores.",
+        "",
+    ]
+    head = (
+        "| run | users | req/s | TTFT p50 | TTFT p95 | TTFT p99 | e2e p95 | failed |\n"
+        "|---|---|---|---|---|---|---|---|"
+    )
+    for name, data in steps.items():
+        if "error" in data:
+            lines += [f"### {name}", "", f"Could not run: {data['error']}", ""]
+            continue
+        if name == "calibrate":
+            lines += [
+                "### Harness error (reference backend, 50 users, 30 s)",
+                "",
+                f"Configured TTFT {data['ttft_configured_ms']:g} ms; "
+                f"measured p50 {data['ttft_p50_ms']:.2f} ms "
+                f"(error **{data['error_ms']:+.2f} ms**, tolerance {data['tolerance_ms']:g} ms: "
+                f"{'within' if data['within'] else 'outside'}), p95 {data['ttft_p95_ms']:.2f} ms; ITL "
+                f"{data['itl_p50_ms']:.2f} ms against {data['itl_configured_ms']:g}; send lag p95 "
+                f"{data['send_lag_p95_ms']:.2f} ms; {data['requests']} requests; load average "
+                f"{[round(x, 1) for x in data['load_average']]}.",
+                "",
+            ]
+        elif name == "overhead":
+            b = data["backend"]
+            lines += [
+                "### Gateway overhead, same backend (reference backend: TTFT "
+                f"{b['ttft_ms']} ms, ITL {b['itl_ms']} ms, {b['tokens']} tokens)",
+                "",
+                head,
+            ]
+            by = {(r["path"], r["users"]): r for r in data["runs"]}
+            for r in data["runs"]:
+                lines.append(_run_row(f"{r['path']}", r))
+            lines.append("")
+            for users in (1, 50):
+                d, g = by.get(("direct", users)), by.get(("gateway", users))
+                if (
+                    d
+                    and g
+                    and d["summary"]["ttft"]["p50"] is not None
+                    and g["summary"]["ttft"]["p50"] is not None
+                ):
+                    extra = (g["summary"]["ttft"]["p50"] - d["summary"]["ttft"]["p50"]) * 1000
+                    cores = g.get("gateway_cpu_cores")
+                    cpu = f"; the gateway process used {cores:.2f} cores" if cores is not None else ""
+                    lines.append(
+                        f"- {users} stream(s): the gateway adds {extra:.1f} ms at the TTFT median "
+                        f"({g['summary']['rps']:.1f} vs {d['summary']['rps']:.1f} req/s{cpu})."
+                    )
+            lines.append("")
+        elif name in ("load", "rate"):
+            title = (
+                "50 streaming users through the gateway"
+                if name == "load"
+                else ("Open loop: offered rate through the gateway")
+            )
+            lines += [f"### {title} (exit {data['exit']})", "", head, _run_row(name, data), ""]
+            lines += [f"- {g}" for g in data["gates"]] + [""]
+        elif name == "chaos":
+            lines += [
+                "### Chaos matrix",
+                "",
+                "| scenario | outcome | failed (fault) | failed (run) | failover | hung routing | failback | "
+                "recovery | broken streams | downtime | budget burned | failed gates |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            ]
+            for sc in data["scenarios"]:
+                me = sc.get("measurements") or {}
+                av = me.get("availability") or {}
+                failed_gates = ", ".join(
+                    f"{g['name']} ({g['detail']})" if g.get("detail") else g["name"]
+                    for g in sc.get("gates") or []
+                    if not g.get("passed")
+                )
+                budget = av.get("error_budget_burned")
+                lines.append(
+                    f"| {sc['scenario']} | {sc['outcome']} | {me.get('failed_during_fault', 'n/a')} "
+                    f"| {me.get('failed_total', 'n/a')} of {me.get('requests_total', 'n/a')} "
+                    f"| {_s(me.get('failover_s'))} | {_s(me.get('hung_routing_s'))} "
+                    f"| {_s(me.get('failback_s'))} "
+                    f"| {_s(me.get('recovery_s'))} | {me.get('broken_streams', 'n/a')} "
+                    f"| {_s(av.get('downtime_s'))} | {'n/a' if budget is None else f'{budget:.2%}'} "
+                    f"| {failed_gates or '-'} |"
+                )
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def update_docs(path: Path, section: str) -> None:
+    """Replace the text between the bench markers (appended with markers when absent)."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    block = f"{BEGIN}\n{section}{END}\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1].lstrip("\n")
+        text = head + block + ("\n" + tail if tail else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.write_text(text, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        steps = _steps(args.steps)
+        if "chaos" in steps and not args.scenarios.exists():
+            raise BenchError(f"--scenarios {args.scenarios}: no such file or folder")
+        if not os.environ.get(args.api_key_env):
+            raise BenchError(f"--api-key-env {args.api_key_env}: the variable is not set or empty")
+        bench = Bench(args)
+        report, rc = bench.run(steps)
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    command = "python -m aiswarm_loadtest.bench " + shlex.join(argv if argv is not None else sys.argv[1:])
+    section = render(report, command.strip())
+    (bench.out / "bench.md").write_text(section, encoding="utf-8")
+    if args.docs:
+        update_docs(args.docs, section)
+        print(f"bench: results written to {args.docs} and {bench.out}")
+    print(section)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

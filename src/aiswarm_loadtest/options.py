@@ -144,3 +144,26 @@ class Settings:
             max_inflight=values["max_inflight"],
             run_dir=Path(values["aiswarm_run_dir"] or default_run_dir()),
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m aiswarm_loadtest.options`: print the harness's own options.
+
+    `locust -f loadtests/... --help` prints Locust's help before it imports a locustfile
+    (locust.argument_parser.parse_locustfile_option), so options added through
+    `init_command_line_parser` never show there; they do show in the web UI and work on the
+    command line, in a config file and as environment variables.
+    """
+    from locust.argument_parser import LocustArgumentParser  # pylint: disable=import-outside-toplevel
+
+    parser = LocustArgumentParser(
+        prog="locust -f loadtests/<file>.py",
+        description="Options the aiswarm locustfiles add to Locust's own (see `locust --help`).",
+    )
+    add_arguments(parser)
+    parser.parse_args(argv if argv is not None else ["--help"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

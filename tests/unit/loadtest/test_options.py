@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from aiswarm_loadtest.options import fraction, non_negative_float, positive_float, positive_int
@@ -42,3 +45,13 @@ def test_accepted(parse, text: str, value: float) -> None:
 def test_rejected_with_the_text(parse, text: str) -> None:
     with pytest.raises(ValueError, match=text):
         parse(text)
+
+
+def test_the_options_help_lists_every_harness_option() -> None:
+    # In a child process: importing locust monkey-patches the interpreter (gevent).
+    done = subprocess.run(
+        [sys.executable, "-m", "aiswarm_loadtest.options"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    for flag in ("--api-key", "--max-tokens", "--slo-ttft-p95-ms", "--slo-min-rps", "--target-rps"):
+        assert flag in done.stdout

@@ -13,10 +13,12 @@ LiteLLM keys used here were checked against the LiteLLM docs (docs.litellm.ai):
 - router/api_reference/configuration and the proxy config schema: `router_settings.routing_strategy`
   (`simple-shuffle`), `num_retries`, `timeout`, `allowed_fails`, `cooldown_time`, `redis_host`,
   `redis_port`, `redis_password`, `fallbacks: [{"group": ["fallback-group", ...]}]`,
-  `model_group_retry_policy: {"group": {"DefaultRetries": n}}` (RetryPolicy in litellm/types/router.py).
+  `model_group_retry_policy: {"group": {"DefaultRetries": n}}` (RetryPolicy in litellm/types/router.py),
+  `allowed_fails_policy: {"TimeoutErrorAllowedFails": n}` (AllowedFailsPolicy, same file).
 - router_utils/cooldown_handlers.py (1.108.7): `_is_cooldown_required` never cools a deployment
   down for an APIConnectionError (connection refused), which is why local groups that have a
-  fallback get no retries of their own.
+  fallback get no retries of their own; `_is_allowed_fails_set_on_router` ignores an
+  `allowed_fails` equal to LiteLLM's default, which is why the policy is always written.
 - proxy/caching_settings: `litellm_settings.cache: true` with `cache_params` `type: redis`, `host`,
   `port`, `password`.
 - pass_through/vllm: the `hosted_vllm/<served model>` provider prefix with `api_base`; llama.cpp's
@@ -365,6 +367,11 @@ def litellm_config(catalog: Any, endpoints: Any, settings: Any = None) -> dict[s
     # A local group with somewhere to fall back to does not retry its own engines: LiteLLM never
     # cools a deployment down for a refused connection (APIConnectionError), so every retry of a
     # dead engine would be paid again by every request. Its fallback chain is the retry.
+    # LiteLLM 1.108.7 treats allowed_fails equal to its own default (3) as "not set" and then never
+    # cools down a deployment that is alone in its group (unless 1000 requests a minute all fail),
+    # so a hung engine would hold every request for its stream_timeout. An explicit policy turns
+    # the counting on: after allowed_fails timeouts within a minute it is out for cooldown_time.
+    router["allowed_fails_policy"] = {"TimeoutErrorAllowedFails": conf["allowed_fails"]}
     retry_groups = sorted(name for name in local_fallbacks if local_fallbacks[name] + cloud_order)
     if retry_groups:
         router["model_group_retry_policy"] = {

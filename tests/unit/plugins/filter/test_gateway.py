@@ -120,6 +120,8 @@ def test_local_groups_with_a_fallback_do_not_retry_their_engines() -> None:
     router = litellm_config(CATALOG, eps, settings())["config"]["router_settings"]
     # Only the primary group has a chain; the cloud groups keep the router-wide num_retries.
     assert router["model_group_retry_policy"] == {"swarm-chat": {"DefaultRetries": 0}}
+    # A hung engine times out; the explicit policy is what makes LiteLLM count those and cool down.
+    assert router["allowed_fails_policy"] == {"TimeoutErrorAllowedFails": 2}
     router = litellm_config(CATALOG, eps, settings(local_num_retries=2))["config"]["router_settings"]
     assert router["model_group_retry_policy"] == {"swarm-chat": {"DefaultRetries": 2}}
 

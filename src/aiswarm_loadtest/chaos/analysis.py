@@ -9,8 +9,11 @@ Pure functions over a list of `RequestRecord`s (sorted by `t_start`) and the fau
   rollback (cold start included);
 - *failed during the fault*: failures whose `[t_start, t_end]` overlaps the window; *broken
   streams*: stream failures (cut, in-band error, stall) sent before the fault and ending after it;
-- *hung routing* (a frozen backend): from the fault start to the send time of the last request
-  during the fault that failed on the primary (or with no backend reported);
+- *held* requests (a frozen backend): sent during the fault and either failed on the primary (or
+  with no backend reported) or were served by a fallback only after waiting at least 5x the
+  pre-fault p95 of time to first byte (1 s at least); *hung routing*: from the fault start to the
+  first request after the first held one that a fallback served without waiting, else the whole
+  fault;
 - *recovery*: from the rollback to the end of the first success sent after both the rollback and
   the last failure;
 - *downtime*: the service is taken to be in the state of the most recently sent request; the time
@@ -28,6 +31,7 @@ from aiswarm_loadtest.chaos.scenario import Expect
 from aiswarm_loadtest.records import RequestRecord
 
 STREAM_BREAKS = ("cut_without_done", "inband_error", "stall")
+HELD_FACTOR, HELD_MIN_S = 5.0, 1.0
 SLO_TARGET = 0.999
 SLO_PERIOD_S = 30 * 86400.0
 
@@ -140,18 +144,42 @@ def failed_during(records: Sequence[RequestRecord], window: FaultWindow) -> list
     return [r for r in records if not r.ok and r.t_start <= window.end and r.t_end >= window.start]
 
 
+def held_threshold_s(records: Sequence[RequestRecord], window: FaultWindow) -> float:
+    """How long a request must wait for its first byte to count as held: 5x the pre-fault p95, >= 1 s."""
+    waits = [response_time(r) - r.t_start for r in records if r.ok and r.t_end < window.start]
+    baseline = percentile(waits, 95) or 0.0
+    return max(HELD_MIN_S, HELD_FACTOR * baseline)
+
+
 def hung_routing(
     records: Sequence[RequestRecord], window: FaultWindow, primary: str | None
 ) -> tuple[int, float | None]:
-    """Requests sent during the fault that failed on the primary, and how long that went on."""
-    hung = [
+    """Requests held by a hung primary, and how long the gateway kept routing new requests to it.
+
+    A request sent during the fault is *held* when it failed on the primary (or with no backend),
+    or when a fallback served it only after waiting `held_threshold_s` (the gateway tried the
+    primary first and gave up on it). The routing time runs from the fault start to the first
+    request sent after the first held one that a fallback served without waiting (the gateway
+    stopped sending to the primary); if none came, the whole fault.
+    """
+    threshold = held_threshold_s(records, window)
+    in_window = [r for r in records if window.start <= r.t_start <= window.end]
+
+    def prompt_fallback(r: RequestRecord) -> bool:
+        return r.ok and bool(r.backend) and r.backend != primary and response_time(r) - r.t_start < threshold
+
+    held = [
         r
-        for r in records
-        if not r.ok and window.start <= r.t_start <= window.end and r.backend in ("", primary)
+        for r in in_window
+        if (not r.ok and r.backend in ("", primary))
+        or (r.ok and r.backend and r.backend != primary and not prompt_fallback(r))
     ]
-    if not hung:
+    if not held:
         return 0, None
-    return len(hung), max(r.t_start for r in hung) - window.start
+    first_held = min(r.t_start for r in held)
+    released = [r.t_start for r in in_window if r.t_start > first_held and prompt_fallback(r)]
+    end = min(released) if released else window.end
+    return len(held), end - window.start
 
 
 def recovery_s(records: Sequence[RequestRecord], window: FaultWindow) -> float | None:

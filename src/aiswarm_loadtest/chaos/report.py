@@ -91,7 +91,7 @@ def render_summary(result: RunResult) -> str:
             ("failback to the primary (s)", m.failback_s),
             ("recovery after restore (s)", m.recovery_s),
             ("streams broken in flight", m.broken_streams),
-            ("requests hung on the primary", m.hung_requests),
+            ("requests held by the hung primary", m.hung_requests),
             ("routing to the hung primary (s)", m.hung_routing_s),
             ("downtime (s)", m.availability.downtime_s),
             ("failed fraction", m.availability.failed_fraction),

@@ -57,7 +57,27 @@ def test_measurements_match_the_hand_computed_values() -> None:
     assert m.failback_s == pytest.approx(7.0)
     assert m.recovery_s == pytest.approx(3.0)  # first success sent after 111 (the last failure) ends at 113
     assert m.broken_streams == 1  # 3; 5 stalled but was sent after the fault started
-    assert (m.hung_requests, m.hung_routing_s) == (2, pytest.approx(2.0))  # 4 and 5, last sent at 102
+    # Held: 4 and 5 (failed on the primary); pre-fault waits 0.1 and 0.2 s give the 1 s floor, so 6
+    # (0.4 s to its first token on the fallback) is the first request the gateway no longer held.
+    assert (m.hung_requests, m.hung_routing_s) == (2, pytest.approx(3.0))
+
+
+def test_a_frozen_primary_holds_requests_until_the_gateway_cools_it_down() -> None:
+    window = FaultWindow(start=100.0, end=145.0)
+    run = [
+        rec(90.0, 90.5, True, "vllm", 90.3),  # baseline wait 0.3 s: threshold max(1, 1.5) = 1.5 s
+        rec(100.2, 110.6, True, "llamacpp", 110.3),  # held 10.1 s, then served by the fallback
+        rec(100.5, 110.7, True, "llamacpp", 110.4),  # held
+        rec(110.4, 110.9, True, "llamacpp", 110.5),  # served at once: routing stopped at 110.4
+        rec(140.0, 150.2, True, "llamacpp", 150.1),  # cooldown over, held again (counted)
+        rec(150.5, 151.0, True, "vllm", 150.7),  # after the restore
+    ]
+    m = measure(run, window)
+    assert (m.hung_requests, m.hung_routing_s) == (3, pytest.approx(10.4))
+    assert m.failed_total == 0
+    # Without a cooldown nothing is ever served at once: the whole fault is hung routing.
+    never_released = [r for r in run if r.t_start != 110.4]
+    assert measure(never_released, window).hung_routing_s == pytest.approx(45.0)
 
 
 def test_availability_and_error_budget() -> None:

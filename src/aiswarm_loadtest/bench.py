@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -63,7 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--out", type=Path, default=None, help="run directory (default loadtests/results/bench-<UTC time>)")
     add("--docs", type=Path, default=None, help="Markdown file whose bench section is replaced")
     add("--steps", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}")
-    add("--gateway", default="http://127.0.0.1:4000", help="the lab gateway (default %(default)s)")
+    add(
+        "--gateway",
+        default="",
+        help="the gateway (default: port 4000 at the gateway node's lab address, not the published "
+        "127.0.0.1 port, whose docker-proxy does not survive the open-loop step's connection count)",
+    )
     add("--model", default="swarm-chat", help="model group the load asks for (default %(default)s)")
     add("--max-tokens", type=positive_int, default=16, help="output tokens per request (default 16)")
     add("--api-key-env", default="AISWARM_API_KEY", help="variable holding the gateway key")
@@ -90,6 +96,20 @@ def _run(argv: Sequence[str], *, timeout: float, log: Path | None = None) -> sub
     if log is not None:
         log.write_text(f"$ {shlex.join(argv)}\n{proc.stdout}\n{proc.stderr}", encoding="utf-8")
     return proc
+
+
+def gate_lines(output: str) -> list[str]:
+    """The rows of the gate table the locustfiles print at the end of a run ("ttft p95 ... FAIL")."""
+    rows: list[str] = []
+    inside = False
+    for line in output.splitlines():
+        if line.split()[:3] == ["gate", "measured", "limit"]:
+            inside, rows = True, []
+        elif inside and (not line.strip() or line.startswith("aiswarm:")):
+            inside = False
+        elif inside:
+            rows.append(" ".join(line.split()))
+    return rows
 
 
 def machine() -> dict[str, Any]:
@@ -141,6 +161,10 @@ class Bench:
         self.locust = str(Path(sys.executable).with_name("locust"))
         self.container = args.lab_prefix + args.gateway_host
 
+    @functools.cached_property
+    def gateway(self) -> str:
+        return self.args.gateway or f"http://{self._gateway_address()[0]}:4000"
+
     # -- helpers ----------------------------------------------------------------------------
     def locust_run(
         self, name: str, locustfile: str, host: str, users: int, duration: int, extra: Sequence[str] = ()
@@ -158,9 +182,7 @@ class Bench:
         if not records:
             raise BenchError(f"{name}: Locust recorded no requests (exit {proc.returncode}); see {run_dir}")
         summary = asdict(summarize(records))
-        gates = [
-            line.strip() for line in proc.stdout.splitlines() + proc.stderr.splitlines() if "gate" in line
-        ]
+        gates = gate_lines(proc.stdout + "\n" + proc.stderr)
         return {
             "users": users,
             "duration_s": duration,
@@ -190,10 +212,13 @@ class Bench:
         return json.loads(path.read_text(encoding="utf-8"))
 
     def _gateway_address(self) -> tuple[str, str]:
-        raw = subprocess.run(
-            ["docker", "inspect", "--format", "{{json .NetworkSettings.Networks}}", self.container],
-            capture_output=True, text=True, check=False,
-        ).stdout  # fmt: skip
+        try:
+            raw = subprocess.run(
+                ["docker", "inspect", "--format", "{{json .NetworkSettings.Networks}}", self.container],
+                capture_output=True, text=True, check=False,
+            ).stdout  # fmt: skip
+        except OSError as exc:
+            raise BenchError(f"docker: {exc} (the bench runs against the lab: make lab)") from exc
         networks = json.loads(raw or "null") or {}
         for net in networks.values():
             if net.get("IPAddress"):
@@ -323,15 +348,15 @@ class Bench:
 
     def load(self) -> dict[str, Any]:
         return self.locust_run(
-            "load-50", "loadtests/chat_stream.py", self.args.gateway, 50, self.args.load_duration,
+            "load-50", "loadtests/chat_stream.py", self.gateway, 50, self.args.load_duration,
             ["--model", self.args.model],
         )  # fmt: skip
 
     def rate(self) -> dict[str, Any]:
         users = 4
         return self.locust_run(
-            "rate", "loadtests/chat_rate.py", self.args.gateway, users, self.args.load_duration,
-            ["--model", self.args.model, "--target-rps", str(self.args.target_rps),
+            "rate", "loadtests/chat_rate.py", self.gateway, users, self.args.load_duration,
+            ["--model", self.args.model, "--target-rps", str(self.args.target_rps), "--max-inflight", "250",
              "--slo-min-rps", str(self.args.target_rps), "--slo-ttft-p95-ms", "100"],
         )  # fmt: skip
 
@@ -350,7 +375,7 @@ class Bench:
                 "--executor",
                 "docker",
                 "--gateway",
-                self.args.gateway,
+                self.gateway,
                 "--out",
                 str(out),
                 "--api-key-env",
@@ -479,7 +504,15 @@ def render(report: dict[str, Any], command: str) -> str:
                 else ("Open loop: offered rate through the gateway")
             )
             lines += [f"### {title} (exit {data['exit']})", "", head, _run_row(name, data), ""]
-            lines += [f"- {g}" for g in data["gates"]] + [""]
+            failures = data["summary"].get("failures") or {}
+            if failures:
+                lines += [
+                    "Failed requests by class: "
+                    + ", ".join(f"{k} {v}" for k, v in sorted(failures.items()))
+                    + ".",
+                    "",
+                ]
+            lines += [f"- gate {g}" for g in data["gates"]] + [""]
         elif name == "chaos":
             lines += [
                 "### Chaos matrix",

@@ -16,6 +16,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,15 @@ _NO_QDISC = (
     "Cannot delete qdisc with handle of zero",
     "Cannot find specified qdisc",
 )
+
+
+def tool(name: str) -> str:
+    """A command of this Python's environment (e.g. the virtualenv's `ansible`), else from PATH.
+
+    So `.venv/bin/python -m aiswarm_loadtest.chaos` works without activating the virtualenv.
+    """
+    sibling = os.path.join(os.path.dirname(sys.executable), name)
+    return sibling if os.access(sibling, os.X_OK) else name
 
 
 class PlanError(ValueError):
@@ -335,14 +345,14 @@ class AnsibleExecutor:
         self,
         *,
         inventory: str,
-        ansible: str = "ansible",
+        ansible: str | None = None,
         become: bool = True,
         deadman_grace_s: float = 120.0,
         keep_tcp_ports: Sequence[int] = (22,),
         run_id: str | None = None,
         runner: CommandRunner = subprocess_runner,
     ) -> None:
-        self.inventory, self.ansible, self.become = inventory, ansible, become
+        self.inventory, self.ansible, self.become = inventory, ansible or tool("ansible"), become
         self.deadman_grace_s = deadman_grace_s
         self.keep_tcp_ports = tuple(keep_tcp_ports)
         self.run_id = run_id or f"{int(time.time())}-{os.getpid()}"

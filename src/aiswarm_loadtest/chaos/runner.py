@@ -38,6 +38,7 @@ from aiswarm_loadtest.chaos.faults import (
     PlanError,
     Step,
     subprocess_runner,
+    tool,
 )
 from aiswarm_loadtest.chaos.ledger import RollbackLedger
 from aiswarm_loadtest.chaos.report import RunResult, write_report
@@ -64,7 +65,7 @@ class Inventory:
 
     @classmethod
     def from_ansible(cls, path: str, runner: CommandRunner = subprocess_runner) -> Inventory:
-        proc = runner(("ansible-inventory", "-i", path, "--list"), 120, {})
+        proc = runner((tool("ansible-inventory"), "-i", path, "--list"), 120, {})
         if proc.returncode != 0:
             raise PlanError(
                 f"--inventory {path}: ansible-inventory failed: {(proc.stderr or '').strip()[-300:]}"

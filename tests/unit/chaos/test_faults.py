@@ -20,6 +20,7 @@ from aiswarm_loadtest.chaos.faults import (
     Step,
     node_commands,
     subprocess_runner,
+    tool,
 )
 from aiswarm_loadtest.chaos.scenario import Fault, FaultParams, Target
 
@@ -231,7 +232,9 @@ def test_docker_run_tolerates_already_rolled_back_and_reports_real_failures() ->
 
 
 def test_ansible_plans_ad_hoc_commands_with_a_dead_mans_switch() -> None:
-    executor = AnsibleExecutor(inventory="inventories/miami", run_id="r1", deadman_grace_s=60)
+    executor = AnsibleExecutor(
+        inventory="inventories/miami", ansible="ansible", run_id="r1", deadman_grace_s=60
+    )
     plan = executor.plan(fault("stop_service"), "starlord", "start_service")
     arm, stop = plan.inject
     assert stop.argv == (
@@ -251,7 +254,7 @@ def test_ansible_plans_ad_hoc_commands_with_a_dead_mans_switch() -> None:
 
 
 def test_ansible_partition_keeps_ssh_open_and_stop_node_is_refused() -> None:
-    executor = AnsibleExecutor(inventory="inv", run_id="r1")
+    executor = AnsibleExecutor(inventory="inv", ansible="ansible", run_id="r1")
     plan = executor.plan(fault("partition_node", service=None), "starlord", "reconnect_node")
     cut = plan.inject[1].argv[-1]
     assert "--dport 22 -j ACCEPT" in cut and cut.endswith("iptables -I OUTPUT 1 -j AISWARM_CHAOS'")
@@ -278,7 +281,18 @@ def test_ansible_run_reads_the_json_callback() -> None:
         }
     )
     runner.answers[("ansible",)] = (0, json.dumps(ok), "")
-    executor = AnsibleExecutor(inventory="inv", runner=runner)
+    executor = AnsibleExecutor(inventory="inv", ansible="ansible", runner=runner)
     assert executor.run(executor.node_step("h", ["count"])).stdout == "42"
     with pytest.raises(FaultCommandError, match=r"exit 2: Unit vllm\.service not loaded"):
         executor.run(executor.node_step("h", ["fail"]))
+
+
+def test_tools_come_from_this_pythons_environment_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "ansible").write_text("#!/bin/sh\n", encoding="utf-8")
+    (tmp_path / "ansible").chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    assert tool("ansible") == str(tmp_path / "ansible")
+    assert tool("ansible-inventory") == "ansible-inventory"
+    assert AnsibleExecutor(inventory="inv").ansible == str(tmp_path / "ansible")

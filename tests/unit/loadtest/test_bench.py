@@ -64,8 +64,11 @@ REPORT: dict[str, Any] = {
             "users": 50,
             "duration_s": 60,
             "exit": 1,
-            "summary": _summary(19.0, 1.4, requests=1100, error_rate=0.01),
-            "gates": ["FAIL ttft p95: 2800 ms against 100 ms"],
+            "summary": {
+                **_summary(19.0, 1.4, requests=1100, error_rate=0.01),
+                "failures": {"timeout_before_first_token": 9, "cut_without_done": 2},
+            },
+            "gates": ["ttft p95 2800 100 FAIL (2700 ms over)"],
         },
         "rate": {"error": "rate: Locust recorded no requests"},
         "chaos": {
@@ -108,9 +111,10 @@ def test_render_has_the_machine_every_step_and_the_failed_gates() -> None:
         "the gateway adds 921.1 ms at the TTFT median "
         "(28.9 vs 230.0 req/s; the gateway process used 0.98 cores)" in text
     )
-    assert "- FAIL ttft p95: 2800 ms against 100 ms" in text
+    assert "- gate ttft p95 2800 100 FAIL (2700 ms over)" in text
     assert "| load | 50 | 19.0 | 1400.0 ms |" in text
     assert "11 of 1100" in text
+    assert "Failed requests by class: cut_without_done 2, timeout_before_first_token 9." in text
     assert "### rate\n\nCould not run: rate: Locust recorded no requests" in text
     assert (
         "| kill_primary_engine | passed | 0 | 0 of 2635 | 0.12 s | n/a | 22.40 s | 6.20 s "
@@ -179,3 +183,15 @@ def test_machine_names_no_host() -> None:
         "load_average",
     }
     assert isinstance(info["cores"], int) and info["cores"] >= 1
+
+
+def test_gate_lines_are_read_from_the_locust_output() -> None:
+    output = (
+        "Aggregated   4629   0(0.00%) | 1232\n"
+        "gate                measured       limit  result\n"
+        "error rate                 0        0.01  PASS\n"
+        "ttft p95                2033         100  FAIL (1933 ms over)\n"
+        "aiswarm: records in /tmp/x\n"
+        "Aggregated 1400 1600\n"
+    )
+    assert bench.gate_lines(output) == ["error rate 0 0.01 PASS", "ttft p95 2033 100 FAIL (1933 ms over)"]

@@ -14,8 +14,9 @@ Steps, in order (`--steps` picks some; each writes its raw output under `--out`)
   from its unit's cgroup, which says what limits it;
 - `load`: 50 streaming users for `--load-duration` through the lab gateway, gated at the seed's
   limits (first token p95 100 ms, error rate 1%); a failed gate is a figure here, not an abort;
-- `rate`: the open-loop scenario, `--target-rps` (100) requests per second offered;
-- `chaos`: every scenario in `--scenarios` with the chaos runner, one after another.
+- `chaos`: every scenario in `--scenarios` with the chaos runner, one after another;
+- `rate`: the open-loop scenario, `--target-rps` (100) requests per second offered (last: it
+  overloads the gateway on purpose).
 
 Everything measured goes to `<out>/bench.json` and `<out>/bench.md`; with `--docs`, the Markdown
 replaces the section between the `bench:begin` and `bench:end` markers of that file. Exit 0
@@ -46,7 +47,9 @@ from aiswarm_loadtest.options import positive_int
 from aiswarm_loadtest.refbackend import serve_in_process
 from aiswarm_loadtest.runlog import load_run
 
-STEPS = ("calibrate", "overhead", "load", "rate", "chaos")
+# The open-loop step overloads the gateway on purpose (it keeps working through the backlog
+# for a while afterwards), so it runs last.
+STEPS = ("calibrate", "overhead", "load", "chaos", "rate")
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 BENCH_UNIT = "aiswarm-bench-gateway"
 BENCH_DIR = "/run/aiswarm-bench"
@@ -88,7 +91,7 @@ def _steps(text: str) -> list[str]:
     unknown = [s for s in steps if s not in STEPS]
     if unknown or not steps:
         raise BenchError(f"--steps {text!r}: expected a comma-separated subset of {','.join(STEPS)}")
-    return steps
+    return [s for s in STEPS if s in steps]  # always in the canonical order
 
 
 def _run(argv: Sequence[str], *, timeout: float, log: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -195,3 +195,7 @@ def test_gate_lines_are_read_from_the_locust_output() -> None:
         "Aggregated 1400 1600\n"
     )
     assert bench.gate_lines(output) == ["error rate 0 0.01 PASS", "ttft p95 2033 100 FAIL (1933 ms over)"]
+
+
+def test_steps_run_in_the_canonical_order() -> None:
+    assert bench._steps("rate,calibrate,chaos") == ["calibrate", "chaos", "rate"]

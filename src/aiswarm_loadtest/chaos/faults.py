@@ -133,6 +133,8 @@ def node_commands(fault: Fault, rollback: str) -> tuple[tuple[NodeCommand, ...],
         undo = (_signal_main_pid(unit, "CONT", missing_rc=0),)
     elif fault.kind == "restart_service":
         inject, undo = (_systemd(unit, "restarted"),), (_systemd(unit, "started"),)
+    elif fault.kind == "net_loss" and params.method == "iptables":
+        inject, undo = _iptables_loss(params.interface, params.loss_pct)
     elif fault.kind in ("net_latency", "net_loss"):
         if fault.kind == "net_latency":
             netem = ["delay", f"{params.latency_ms}ms"] + (
@@ -146,6 +148,26 @@ def node_commands(fault: Fault, rollback: str) -> tuple[tuple[NodeCommand, ...],
     else:
         raise PlanError(f"{fault.kind}: a whole-node fault is planned by the executor, not on the node")
     return inject, (() if rollback == "none" else undo)
+
+
+_LOSS_CHAIN = "AISWARM_CHAOS_LOSS"
+
+
+def _iptables_loss(dev: str, loss_pct: float) -> tuple[tuple[NodeCommand, ...], tuple[NodeCommand, ...]]:
+    """Random loss with iptables' statistic match, both directions of `dev` (no netem needed)."""
+    chain = _LOSS_CHAIN
+    probability = f"{loss_pct / 100:.6f}"
+    cut = (
+        f"iptables -N {chain} && "
+        f"iptables -A {chain} -m statistic --mode random --probability {probability} -j DROP && "
+        f"iptables -I INPUT 1 -i {dev} -j {chain} && iptables -I OUTPUT 1 -o {dev} -j {chain}"
+    )
+    heal = (
+        f"while iptables -D INPUT -i {dev} -j {chain} 2>/dev/null; do :; done; "
+        f"while iptables -D OUTPUT -o {dev} -j {chain} 2>/dev/null; do :; done; "
+        f"iptables -F {chain} 2>/dev/null; iptables -X {chain} 2>/dev/null; true"
+    )
+    return (NodeCommand(("sh", "-c", cut)),), (NodeCommand(("sh", "-c", heal)),)
 
 
 CommandRunner = Callable[[Sequence[str], float, Mapping[str, str]], subprocess.CompletedProcess]
@@ -171,6 +193,11 @@ def subprocess_runner(
 
 
 def _finish(step: Step, proc: subprocess.CompletedProcess, message: str) -> StepResult:
+    if proc.returncode != 0 and "qdisc kind is unknown" in message and any("netem" in a for a in step.argv):
+        message += (
+            " (this node's kernel has no netem qdisc, sch_netem: latency faults cannot run here;"
+            " loss faults can use fault.params.method: iptables)"
+        )
     if proc.returncode == 0:
         return StepResult(step.argv, 0, proc.stdout or "", proc.stderr or "")
     if any(text in message for text in step.tolerate):

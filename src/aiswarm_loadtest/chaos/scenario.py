@@ -55,6 +55,7 @@ DEFAULT_SERVICES: dict[str, str] = {
 KILL_SIGNALS = ("KILL", "TERM", "ABRT", "SEGV", "INT", "QUIT")
 PICKS = ("first", "all")
 DATA_COMPARES = ("equal", "not_less")
+LOSS_METHODS = ("netem", "iptables")
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _UNIT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._-]*$")
@@ -112,6 +113,7 @@ class FaultParams:
     loss_pct: float | None = None
     signal: str = "KILL"
     interface: str = "eth0"
+    method: str = "netem"  # net_loss: tc netem, or iptables' statistic match (kernels without netem)
 
 
 @dataclass(frozen=True)
@@ -379,7 +381,7 @@ def _fault(check: _Checker, raw: Any, services: Mapping[str, str]) -> tuple[Faul
 def _params(check: _Checker, raw: Any, kind: str | None) -> FaultParams | None:
     allowed_by_kind = {
         "net_latency": ("latency_ms", "jitter_ms", "interface"),
-        "net_loss": ("loss_pct", "interface"),
+        "net_loss": ("loss_pct", "interface", "method"),
         "kill_service": ("signal",),
     }
     allowed = allowed_by_kind.get(kind or "", ())
@@ -393,6 +395,7 @@ def _params(check: _Checker, raw: Any, kind: str | None) -> FaultParams | None:
         values["jitter_ms"] = check.number(data, "jitter_ms", "fault.params", low=0, integer=True, default=0)
     if kind == "net_loss":
         values["loss_pct"] = check.number(data, "loss_pct", "fault.params", above=0, high=100)
+        values["method"] = check.choice(data, "method", "fault.params", LOSS_METHODS, default="netem")
     if kind in NETWORK_KINDS:
         values["interface"] = check.string(
             data,

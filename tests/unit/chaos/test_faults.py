@@ -70,6 +70,26 @@ def test_node_commands_table(kind: str, params: dict, inject: list, rollback: li
     assert [list(c.argv) for c in off] == rollback
 
 
+def test_loss_with_iptables_drops_at_random_both_ways_and_heals_idempotently() -> None:
+    (cut,), (heal,) = node_commands(fault("net_loss", loss_pct=12.5, method="iptables"), "auto")
+    assert cut.argv[:2] == heal.argv[:2] == ("sh", "-c")
+    script = cut.argv[2]
+    assert "-m statistic --mode random --probability 0.125000 -j DROP" in script
+    assert "iptables -I INPUT 1 -i eth0 -j AISWARM_CHAOS_LOSS" in script
+    assert "iptables -I OUTPUT 1 -o eth0 -j AISWARM_CHAOS_LOSS" in script
+    # The heal loops until no jump is left and ends true: running it twice is harmless.
+    assert heal.argv[2].startswith("while iptables -D INPUT -i eth0 -j AISWARM_CHAOS_LOSS")
+    assert heal.argv[2].endswith("; true")
+
+
+def test_a_kernel_without_netem_is_named_in_the_error() -> None:
+    message = "Error: Specified qdisc kind is unknown."
+    runner = ScriptedRunner({("docker", "exec", "aiswarm-lab-a", "tc"): (2, "", message)})
+    (inject,), _undo = node_commands(fault("net_latency", latency_ms=100), "auto")
+    with pytest.raises(FaultCommandError, match=r"kernel has no netem qdisc, sch_netem"):
+        DockerExecutor(runner=runner).run(Step(("docker", "exec", "aiswarm-lab-a", *inject.argv)))
+
+
 def test_signal_faults_go_through_the_main_pid_script() -> None:
     (kill,), (start,) = node_commands(fault("kill_service", signal="KILL"), "start_service")
     assert kill.argv[:2] == ("sh", "-c") and kill.argv[-3:] == ("vllm", "KILL", "3")

@@ -75,6 +75,16 @@ def test_a_good_scenario_parses_into_typed_fields() -> None:
     assert scenario.timeline.total_s(20) == 60
 
 
+def test_loss_takes_a_method_and_refuses_an_unknown_one() -> None:
+    doc = _with("fault", {"kind": "net_loss", "target": {"group": "inference"}, "duration_s": 20})
+    doc["fault"]["params"] = {"loss_pct": 10, "method": "iptables"}
+    assert parse_scenario(doc, "s.yaml").fault.params.method == "iptables"
+    doc["fault"]["params"]["method"] = "udp"
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(doc, "s.yaml")
+    assert "s.yaml: fault.params.method: expected one of netem, iptables, got 'udp'" in caught.value.errors
+
+
 def _with(path: str, value: object) -> dict:
     doc = copy.deepcopy(GOOD)
     *parents, last = path.split(".")

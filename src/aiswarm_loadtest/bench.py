@@ -543,6 +543,10 @@ def render(report: dict[str, Any], command: str) -> str:
                     f"| {failed_gates or '-'} |"
                 )
             lines.append("")
+            for sc in data["scenarios"]:
+                if sc["outcome"] not in ("passed", "failed") and sc.get("notes"):
+                    lines.append(f"- {sc['scenario']} ({sc['outcome']}): " + "; ".join(sc["notes"]))
+            lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 

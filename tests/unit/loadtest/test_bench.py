@@ -90,6 +90,13 @@ REPORT: dict[str, Any] = {
                     "gates": [{"name": "failover_within_s", "passed": True}],
                 },
                 {
+                    "scenario": "latency_inference_node",
+                    "outcome": "aborted",
+                    "measurements": None,
+                    "gates": [],
+                    "notes": ["aborted: the node's kernel has no netem qdisc"],
+                },
+                {
                     "scenario": "stop_redis",
                     "outcome": "failed",
                     "measurements": None,
@@ -122,6 +129,7 @@ def test_render_has_the_machine_every_step_and_the_failed_gates() -> None:
     )
     assert "| stop_redis | failed | n/a | n/a of n/a |" in text
     assert "data_loss (data lost: True)" in text
+    assert "- latency_inference_node (aborted): aborted: the node's kernel has no netem qdisc" in text
 
 
 def test_update_docs_replaces_only_the_marked_section(tmp_path: Path) -> None:

@@ -123,6 +123,7 @@ class OpenAIUser(FastHttpUser):
         self._schedule: FixedSchedule | None = None
         self._pending_slot: float | None = None
         self._serial = itertools.count(random.randrange(1_000_000))
+        self._last_failed = False
 
     def on_start(self) -> None:
         if self.settings.per_user_rps > 0:
@@ -130,7 +131,9 @@ class OpenAIUser(FastHttpUser):
 
     def wait_time(self) -> float:
         if self._schedule is None:
-            return 0.0
+            # Back to back, except after a failure: a refused connection fails in microseconds,
+            # and without a pause one user would send thousands of requests a second.
+            return self.settings.failure_pause_s if self._last_failed else 0.0
         self._pending_slot = self._schedule.next_slot()
         return max(0.0, self._pending_slot - time.time())
 
@@ -244,6 +247,7 @@ class OpenAIUser(FastHttpUser):
     def finish(self, record: RequestRecord) -> RequestRecord:
         """Append the record to this process's file and fire the custom metric entries."""
         self.sink.write(record)
+        self._last_failed = not record.ok
         if not record.ok:
             return record
         seconds = {"ttft": record.ttft, "itl": itl(record), "tpot": tpot(record), "e2e": record.e2e}

@@ -64,6 +64,13 @@ _OPTIONS: tuple[tuple[str, Any, Any, str], ...] = (
     ("--stall-threshold-s", positive_float, 5.0, "a gap between content chunks longer than this is a stall"),
     ("--request-timeout-s", positive_float, 60.0, "give up on a request (connect or first token) after this"),
     ("--per-user-rps", non_negative_float, 0.0, "closed loop: each user's fixed schedule, 0 = back to back"),
+    (
+        "--failure-pause-s",
+        non_negative_float,
+        0.1,
+        "closed loop: pause after a failed request, so a refused connection is not retried in a "
+        "tight loop (0 = none)",
+    ),
     ("--target-rps", positive_float, 100.0, "open loop (ChatRateUser): total requests per second"),
     ("--max-inflight", positive_int, 1000, "open loop: requests in flight per user before sends queue"),
     ("--aiswarm-run-dir", str, "", "directory for requests*.jsonl (default loadtests/results/<UTC time>)"),
@@ -120,6 +127,7 @@ class Settings:
     stall_threshold_s: float
     request_timeout_s: float
     per_user_rps: float
+    failure_pause_s: float
     target_rps: float
     max_inflight: int
     run_dir: Path
@@ -140,6 +148,7 @@ class Settings:
             stall_threshold_s=values["stall_threshold_s"],
             request_timeout_s=values["request_timeout_s"],
             per_user_rps=values["per_user_rps"],
+            failure_pause_s=values["failure_pause_s"],
             target_rps=values["target_rps"],
             max_inflight=values["max_inflight"],
             run_dir=Path(values["aiswarm_run_dir"] or default_run_dir()),

@@ -9,9 +9,9 @@ Pure functions over a list of `RequestRecord`s (sorted by `t_start`) and the fau
   rollback (cold start included);
 - *failed during the fault*: failures whose `[t_start, t_end]` overlaps the window; *broken
   streams*: stream failures (cut, in-band error, stall) sent before the fault and ending after it;
-- *held* requests (a frozen backend): sent during the fault and either failed on the primary (or
-  with no backend reported) or were served by a fallback only after waiting at least 5x the
-  pre-fault p95 of time to first byte (1 s at least); *hung routing*: from the fault start to the
+- *held* requests (a frozen backend): sent during the fault, waited at least 5x the pre-fault
+  p95 of time to first byte (1 s at least), then failed on the primary (or with no backend
+  reported) or were served by a fallback; *hung routing*: from the fault start to the
   first request after the first held one that a fallback served without waiting, else the whole
   fault;
 - *recovery*: from the rollback to the end of the first success sent after both the rollback and
@@ -156,23 +156,27 @@ def hung_routing(
 ) -> tuple[int, float | None]:
     """Requests held by a hung primary, and how long the gateway kept routing new requests to it.
 
-    A request sent during the fault is *held* when it failed on the primary (or with no backend),
-    or when a fallback served it only after waiting `held_threshold_s` (the gateway tried the
-    primary first and gave up on it). The routing time runs from the fault start to the first
-    request sent after the first held one that a fallback served without waiting (the gateway
-    stopped sending to the primary); if none came, the whole fault.
+    A request sent during the fault is *held* when it waited at least `held_threshold_s` and then
+    either failed on the primary (or with no backend), or was served by a fallback (the gateway
+    tried the primary first and gave up on it). A refused connection fails at once and is not
+    held. The routing time runs from the fault start to the first request sent after the first
+    held one that a fallback served without waiting (the gateway stopped sending to the
+    primary); if none came, the whole fault.
     """
     threshold = held_threshold_s(records, window)
     in_window = [r for r in records if window.start <= r.t_start <= window.end]
 
+    def waited(r: RequestRecord) -> float:
+        return (response_time(r) if r.ok else r.t_end) - r.t_start
+
     def prompt_fallback(r: RequestRecord) -> bool:
-        return r.ok and bool(r.backend) and r.backend != primary and response_time(r) - r.t_start < threshold
+        return r.ok and bool(r.backend) and r.backend != primary and waited(r) < threshold
 
     held = [
         r
         for r in in_window
-        if (not r.ok and r.backend in ("", primary))
-        or (r.ok and r.backend and r.backend != primary and not prompt_fallback(r))
+        if waited(r) >= threshold
+        and ((not r.ok and r.backend in ("", primary)) or (r.ok and bool(r.backend) and r.backend != primary))
     ]
     if not held:
         return 0, None

@@ -33,7 +33,7 @@ RUN = [
     rec(90.0, 91.0, True, "vllm", 90.1),  # 1 baseline
     rec(95.0, 96.0, True, "vllm", 95.2),  # 2 baseline
     rec(98.0, 101.0, False, "vllm", 98.1, "cut_without_done"),  # 3 broken in flight (98 < 100 < 101)
-    rec(100.5, 101.5, False, "", None, "error_before_first_token"),  # 4 hung on the primary, no backend
+    rec(100.5, 101.8, False, "", None, "error_before_first_token"),  # 4 held 1.3 s, failed, no backend
     rec(102.0, 107.0, False, "vllm", 102.5, "stall"),  # 5 hung on the primary (sent after the fault)
     rec(103.0, 104.0, True, "llamacpp", 103.4),  # 6 failover: 103.4 - 100 = 3.4 s
     rec(106.0, 107.0, True, "llamacpp", 106.3),  # 7
@@ -183,3 +183,18 @@ def test_gates_on_missing_observations() -> None:
     assert evaluate_gates(Expect(data_loss=False), m, data_lost=True)[0].passed is False
     assert evaluate_gates(Expect(data_loss=True), m, data_lost=True)[0].passed is True
     assert evaluate_gates(Expect(), m) == []
+
+
+def test_refused_connections_fail_at_once_and_are_not_held() -> None:
+    window = FaultWindow(start=100.0, end=105.0)
+    run = [
+        rec(90.0, 90.5, True, "vllm", 90.2),
+        *[
+            rec(100.0 + i / 10, 100.0 + i / 10 + 0.001, False, "", None, "error_before_first_token")
+            for i in range(40)
+        ],
+        rec(106.0, 106.5, True, "vllm", 106.2),
+    ]
+    m = measure(run, window)
+    assert m.failed_during_fault == 40
+    assert (m.hung_requests, m.hung_routing_s) == (0, None)

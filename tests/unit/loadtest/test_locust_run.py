@@ -100,3 +100,17 @@ def test_bad_target_and_bad_key_stop_at_once(backend: str, tmp_path: Path) -> No
     assert code_key == 2, out_key
     assert "the gateway rejected the API key" in out_key
     assert code_opt != 0 and "argument --max-tokens" in out_opt
+
+
+def test_a_closed_loop_user_pauses_after_a_failure(tmp_path: Path) -> None:
+    # Every chat request fails at once (HTTP 500 before the first token).
+    with serve_in_process([*BACKEND, "--fail-rate", "1"]) as failing:
+        paused = _start("chat_stream.py", failing, tmp_path / "paused", seconds=3)
+        code_paused, out_paused = _finish(paused)
+        tight = _start("chat_stream.py", failing, tmp_path / "tight", "--failure-pause-s", "0", seconds=3)
+        code_tight, out_tight = _finish(tight)
+    assert code_paused == 1 and code_tight == 1, (out_paused, out_tight)  # the error-rate gate fails
+    n_paused, n_tight = len(load_run(tmp_path / "paused")), len(load_run(tmp_path / "tight"))
+    # 20 users for 3 s pausing 0.1 s after each failure: at most ~20 * (3 / 0.1 + 1) requests.
+    assert 0 < n_paused <= 700, out_paused
+    assert n_tight > 2 * n_paused, (n_tight, n_paused)

@@ -50,6 +50,14 @@ def _stderr(message: str) -> None:
     print(f"chaos: {message}", file=sys.stderr, flush=True)
 
 
+def _short(output: str | None) -> str:
+    """A data check's output for the report: quoted, one line, at most 60 characters."""
+    if output is None:
+        return "not read"
+    line = " ".join(output.split())
+    return repr(line if len(line) <= 60 else line[:57] + "...")
+
+
 class Inventory:
     """Groups and host variables, as `ansible-inventory --list` reports them."""
 
@@ -454,6 +462,11 @@ class ChaosRunner:
             )
             result.series = per_second(records, t0=result.started_at)
             data_lost = self._data_lost(data_before, data_after)
+            if self.scenario.data_check is not None:
+                result.notes.append(
+                    f"data check ({self.scenario.data_check.compare}): before {_short(data_before)}, "
+                    f"after {_short(data_after)}"
+                )
             result.gates = evaluate_gates(self.scenario.expect, result.measurements, data_lost)
             if result.outcome == "completed":
                 result.outcome = "passed" if all(g.passed for g in result.gates) else "failed"

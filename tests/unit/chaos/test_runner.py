@@ -313,6 +313,7 @@ def test_data_check_seed_lost_canary_fails_the_gate(tmp_path: Path) -> None:
     executor.data_outputs = ["", "canary\n", "\n"]
     result = make_runner(tmp_path, doc, executor=executor)[0].run()
     assert [g.name for g in result.gates if not g.passed] == ["data_loss"]
+    assert "data check (equal): before 'canary', after ''" in result.notes
 
 
 def test_inventory_resolution() -> None:

@@ -515,7 +515,7 @@ def render(report: dict[str, Any], command: str) -> str:
                     + ".",
                     "",
                 ]
-            lines += [f"- gate {g}" for g in data["gates"]] + [""]
+            lines += [f"- {g}" if g.startswith("WARNING") else f"- gate {g}" for g in data["gates"]] + [""]
         elif name == "chaos":
             lines += [
                 "### Chaos matrix",
@@ -545,7 +545,8 @@ def render(report: dict[str, Any], command: str) -> str:
             lines.append("")
             for sc in data["scenarios"]:
                 if sc["outcome"] not in ("passed", "failed") and sc.get("notes"):
-                    lines.append(f"- {sc['scenario']} ({sc['outcome']}): " + "; ".join(sc["notes"]))
+                    notes = " ".join("; ".join(sc["notes"]).split())  # one line, whatever the command printed
+                    lines.append(f"- {sc['scenario']} ({sc['outcome']}): {notes}")
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

@@ -31,6 +31,14 @@ _SIGNAL_MAIN_PID = (
     'if [ "${pid:-0}" -gt 0 ] 2>/dev/null; then kill -s "$2" "$pid"; '
     'else echo "$1: no running main PID" >&2; exit "$3"; fi'
 )
+# tc's message when the kernel lacks the netem qdisc (sch_netem), and what that means for a fault.
+_NO_NETEM = (
+    (
+        "qdisc kind is unknown",
+        "this node's kernel has no netem qdisc, sch_netem: latency faults cannot run here;"
+        " loss faults can use fault.params.method: iptables",
+    ),
+)
 # tc's messages when there is no root qdisc left to delete: the rollback already happened.
 _NO_QDISC = (
     "No such file or directory",
@@ -62,6 +70,7 @@ class NodeCommand:
 
     argv: tuple[str, ...]
     tolerate: tuple[str, ...] = ()
+    explain: tuple[tuple[str, str], ...] = ()  # (error text, what it means here), added to the error
     unit: str | None = None
     state: str | None = None  # started, stopped, restarted
 
@@ -74,6 +83,7 @@ class Step:
     tolerate: tuple[str, ...] = ()
     timeout_s: float = 120.0
     env: tuple[tuple[str, str], ...] = ()
+    explain: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,7 +153,9 @@ def node_commands(fault: Fault, rollback: str) -> tuple[tuple[NodeCommand, ...],
         else:
             netem = ["loss", f"{params.loss_pct:g}%"]
         dev = params.interface
-        inject = (NodeCommand(("tc", "qdisc", "replace", "dev", dev, "root", "netem", *netem)),)
+        inject = (
+            NodeCommand(("tc", "qdisc", "replace", "dev", dev, "root", "netem", *netem), explain=_NO_NETEM),
+        )
         undo = (NodeCommand(("tc", "qdisc", "del", "dev", dev, "root"), tolerate=_NO_QDISC),)
     else:
         raise PlanError(f"{fault.kind}: a whole-node fault is planned by the executor, not on the node")
@@ -193,16 +205,12 @@ def subprocess_runner(
 
 
 def _finish(step: Step, proc: subprocess.CompletedProcess, message: str) -> StepResult:
-    if proc.returncode != 0 and "qdisc kind is unknown" in message and any("netem" in a for a in step.argv):
-        message += (
-            " (this node's kernel has no netem qdisc, sch_netem: latency faults cannot run here;"
-            " loss faults can use fault.params.method: iptables)"
-        )
     if proc.returncode == 0:
         return StepResult(step.argv, 0, proc.stdout or "", proc.stderr or "")
     if any(text in message for text in step.tolerate):
         return StepResult(step.argv, proc.returncode, proc.stdout or "", proc.stderr or "", tolerated=True)
     tail = message.strip()[-400:] or "(no output)"
+    tail += "".join(f" ({meaning})" for text, meaning in step.explain if text in message)
     raise FaultCommandError(f"{shlex.join(step.argv)}: exit {proc.returncode}: {tail}")
 
 
@@ -307,8 +315,12 @@ class DockerExecutor:
             )
         else:
             on_node, off_node = node_commands(fault, rollback)
-            inject = tuple(Step((self.docker, "exec", name, *c.argv), c.tolerate) for c in on_node)
-            undo = tuple(Step((self.docker, "exec", name, *c.argv), c.tolerate) for c in off_node)
+            inject = tuple(
+                Step((self.docker, "exec", name, *c.argv), c.tolerate, explain=c.explain) for c in on_node
+            )
+            undo = tuple(
+                Step((self.docker, "exec", name, *c.argv), c.tolerate, explain=c.explain) for c in off_node
+            )
         return FaultPlan(fid, fault.kind, node, inject, undo)
 
     def _endpoint(self, name: str) -> tuple[str, list[str]]:
@@ -385,17 +397,24 @@ class AnsibleExecutor:
         self.run_id = run_id or f"{int(time.time())}-{os.getpid()}"
         self._runner = runner
 
-    def _adhoc(self, host: str, module: str, args: str, tolerate: tuple[str, ...] = ()) -> Step:
+    def _adhoc(
+        self,
+        host: str,
+        module: str,
+        args: str,
+        tolerate: tuple[str, ...] = (),
+        explain: tuple[tuple[str, str], ...] = (),
+    ) -> Step:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", host):
             raise PlanError(f"refused: {host!r} is not a single inventory host name (no patterns)")
         become = ("-b",) if self.become else ()
         argv = (self.ansible, host, "-i", self.inventory, *become, "-m", module, "-a", args)
-        return Step(argv, tolerate, env=self._JSON_ENV)
+        return Step(argv, tolerate, env=self._JSON_ENV, explain=explain)
 
     def _step(self, host: str, cmd: NodeCommand) -> Step:
         if cmd.unit and cmd.state:
             return self._adhoc(host, "ansible.builtin.systemd_service", f"name={cmd.unit} state={cmd.state}")
-        return self._adhoc(host, "ansible.builtin.command", shlex.join(cmd.argv), cmd.tolerate)
+        return self._adhoc(host, "ansible.builtin.command", shlex.join(cmd.argv), cmd.tolerate, cmd.explain)
 
     def node_step(self, node: str, argv: Sequence[str]) -> Step:
         return self._adhoc(node, "ansible.builtin.command", shlex.join(argv))

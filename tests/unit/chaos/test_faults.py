@@ -85,9 +85,13 @@ def test_loss_with_iptables_drops_at_random_both_ways_and_heals_idempotently() -
 def test_a_kernel_without_netem_is_named_in_the_error() -> None:
     message = "Error: Specified qdisc kind is unknown."
     runner = ScriptedRunner({("docker", "exec", "aiswarm-lab-a", "tc"): (2, "", message)})
-    (inject,), _undo = node_commands(fault("net_latency", latency_ms=100), "auto")
+    executor = DockerExecutor(runner=runner)
+    (inject,) = executor.plan(fault("net_latency", latency_ms=100), "a", "auto").inject
     with pytest.raises(FaultCommandError, match=r"kernel has no netem qdisc, sch_netem"):
-        DockerExecutor(runner=runner).run(Step(("docker", "exec", "aiswarm-lab-a", *inject.argv)))
+        executor.run(inject)
+    ansible = AnsibleExecutor(inventory="inv", ansible="ansible", run_id="r1")
+    planned = ansible.plan(fault("net_latency", latency_ms=100), "h", "auto").inject
+    assert any("sch_netem" in meaning for step in planned for _text, meaning in step.explain)
 
 
 def test_signal_faults_go_through_the_main_pid_script() -> None:

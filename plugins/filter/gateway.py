@@ -361,18 +361,19 @@ def litellm_config(catalog: Any, endpoints: Any, settings: Any = None) -> dict[s
         "num_retries": conf["num_retries"],
         "timeout": conf["timeout"],
         "allowed_fails": conf["allowed_fails"],
+        # LiteLLM 1.108.7 treats allowed_fails equal to its own default (3) as "not set" and then
+        # never cools down a deployment that is alone in its group (unless 1000 requests a minute
+        # all fail), so a hung engine would hold every request for its stream_timeout. An explicit
+        # policy turns the counting on: after allowed_fails timeouts in a minute it is out for
+        # cooldown_time.
+        "allowed_fails_policy": {"TimeoutErrorAllowedFails": conf["allowed_fails"]},
         "cooldown_time": conf["cooldown_time"],
         "fallbacks": fallbacks,
     }
     # A local group with somewhere to fall back to does not retry its own engines: LiteLLM never
     # cools a deployment down for a refused connection (APIConnectionError), so every retry of a
     # dead engine would be paid again by every request. Its fallback chain is the retry.
-    # LiteLLM 1.108.7 treats allowed_fails equal to its own default (3) as "not set" and then never
-    # cools down a deployment that is alone in its group (unless 1000 requests a minute all fail),
-    # so a hung engine would hold every request for its stream_timeout. An explicit policy turns
-    # the counting on: after allowed_fails timeouts within a minute it is out for cooldown_time.
-    router["allowed_fails_policy"] = {"TimeoutErrorAllowedFails": conf["allowed_fails"]}
-    retry_groups = sorted(name for name in local_fallbacks if local_fallbacks[name] + cloud_order)
+    retry_groups = sorted(name for entry in fallbacks for name in entry)
     if retry_groups:
         router["model_group_retry_policy"] = {
             name: {"DefaultRetries": conf["local_num_retries"]} for name in retry_groups

@@ -13,6 +13,7 @@ import pytest
 
 from aiswarm_loadtest.chaos.__main__ import main
 from aiswarm_loadtest.chaos.faults import FaultCommandError, PlanError
+from aiswarm_loadtest.chaos.report import RunResult
 from aiswarm_loadtest.chaos.runner import ChaosRunner, Inventory, LoadSpec, LocustLauncher, RunnerOptions
 from aiswarm_loadtest.chaos.scenario import parse_scenario
 from aiswarm_loadtest.records import RequestRecord, write_records
@@ -274,13 +275,18 @@ def test_pick_all_faults_every_host_of_the_group(tmp_path: Path) -> None:
     ]  # fmt: skip
 
 
-def test_data_check_runs_before_and_after_and_gates_data_loss(tmp_path: Path) -> None:
+def _run_data_check(tmp_path: Path, check: dict, outputs: list[str]) -> tuple[RunResult, FakeExecutor]:
+    """One run with `check` as data_check, `data_loss: false` expected, and what each data step prints."""
     doc = copy.deepcopy(DOC)
-    doc["data_check"] = {"target": {"group": "gateway"}, "argv": ["count"], "compare": "not_less"}
+    doc["data_check"] = {"target": {"group": "gateway"}, **check}
     doc["expect"]["data_loss"] = False
     executor = FakeExecutor()
-    executor.data_outputs = ["5\n", "4\n"]
-    result = make_runner(tmp_path, doc, executor=executor)[0].run()
+    executor.data_outputs = outputs
+    return make_runner(tmp_path, doc, executor=executor)[0].run(), executor
+
+
+def test_data_check_runs_before_and_after_and_gates_data_loss(tmp_path: Path) -> None:
+    result, executor = _run_data_check(tmp_path, {"argv": ["count"], "compare": "not_less"}, ["5\n", "4\n"])
     assert executor.ran == [
         "data g1 count",
         "inject kill_service@n1",
@@ -290,13 +296,11 @@ def test_data_check_runs_before_and_after_and_gates_data_loss(tmp_path: Path) ->
     assert result.outcome == "failed" and [g.name for g in result.gates if not g.passed] == ["data_loss"]
 
 
+SEEDED = {"seed": ["put"], "argv": ["get"]}
+
+
 def test_data_check_seed_writes_a_canary_once_before_the_first_read(tmp_path: Path) -> None:
-    doc = copy.deepcopy(DOC)
-    doc["data_check"] = {"target": {"group": "gateway"}, "seed": ["put"], "argv": ["get"]}
-    doc["expect"]["data_loss"] = False
-    executor = FakeExecutor()
-    executor.data_outputs = ["", "canary\n", "canary\n"]
-    result = make_runner(tmp_path, doc, executor=executor)[0].run()
+    result, executor = _run_data_check(tmp_path, SEEDED, ["", "canary\n", "canary\n"])
     assert executor.ran == [
         "data g1 put",
         "data g1 get",
@@ -308,12 +312,7 @@ def test_data_check_seed_writes_a_canary_once_before_the_first_read(tmp_path: Pa
 
 
 def test_data_check_seed_lost_canary_fails_the_gate(tmp_path: Path) -> None:
-    doc = copy.deepcopy(DOC)
-    doc["data_check"] = {"target": {"group": "gateway"}, "seed": ["put"], "argv": ["get"]}
-    doc["expect"]["data_loss"] = False
-    executor = FakeExecutor()
-    executor.data_outputs = ["", "canary\n", "\n"]
-    result = make_runner(tmp_path, doc, executor=executor)[0].run()
+    result, _executor = _run_data_check(tmp_path, SEEDED, ["", "canary\n", "\n"])
     assert [g.name for g in result.gates if not g.passed] == ["data_loss"]
     assert "data check (equal): before 'canary', after ''" in result.notes
 

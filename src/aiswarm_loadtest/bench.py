@@ -161,7 +161,6 @@ class Bench:
         self.out.mkdir(parents=True, exist_ok=True)
         self.key = os.environ.get(args.api_key_env, "")
         self.python = sys.executable
-        self.locust = str(Path(sys.executable).with_name("locust"))
         self.container = args.lab_prefix + args.gateway_host
 
     @functools.cached_property
@@ -176,8 +175,9 @@ class Bench:
         run_dir = self.out / name
         run_dir.mkdir(parents=True, exist_ok=True)
         argv = [
-            self.locust, "-f", locustfile, "--headless", "-u", str(users), "-r", str(min(users, 25)),
-            "-t", f"{duration}s", "--host", host, "--only-summary", "--aiswarm-run-dir", str(run_dir),
+            self.python, "-m", "locust", "-f", locustfile, "--headless",
+            "-u", str(users), "-r", str(min(users, 25)), "-t", f"{duration}s", "--host", host,
+            "--only-summary", "--aiswarm-run-dir", str(run_dir),
             "--max-tokens", str(self.args.max_tokens), *extra,
         ]  # fmt: skip
         proc = _run(argv, timeout=duration + 180, log=run_dir / "locust.log")
@@ -264,15 +264,15 @@ class Bench:
             "sh", "-c", f"cat > {BENCH_DIR}/config.yaml", stdin=yaml.safe_dump(config, sort_keys=False)
         )
         self.docker("chown", user, f"{BENCH_DIR}/config.yaml")
-        props = [f"-p User={user}", "-p CPUAccounting=yes", f"-p WorkingDirectory={BENCH_DIR}"]
-        props += [f"-p EnvironmentFile={f}" for f in env_files if f.startswith("/")]
-        props += [f"-p Environment={e}" for e in env]
+        props = [f"User={user}", "CPUAccounting=yes", f"WorkingDirectory={BENCH_DIR}"]
+        props += [f"EnvironmentFile={f}" for f in env_files if f.startswith("/")]
+        props += [f"Environment={e}" for e in env]
         exe = (
             self.docker("systemctl", "show", "-p", "ExecStart", "--value", "litellm")
             .split("path=")[1]
             .split(" ;")[0]
         )
-        argv = ["systemd-run", f"--unit={BENCH_UNIT}", *" ".join(props).split(" "), exe,
+        argv = ["systemd-run", f"--unit={BENCH_UNIT}", *(f"--property={p}" for p in props), exe,
                 "--config", f"{BENCH_DIR}/config.yaml", "--host", address, "--port", str(port)]  # fmt: skip
         self.docker(*argv)
         deadline = time.monotonic() + 180
@@ -331,7 +331,7 @@ class Bench:
                 runs = []
                 for users in (1, 50):
                     for path, host in (("direct", url), ("gateway", f"http://{address}:{port}")):
-                        cpu0 = self._cpu_s()
+                        cpu0 = self._cpu_s() if path == "gateway" else 0.0
                         run = self.locust_run(
                             f"overhead-{path}-{users}", "loadtests/chat_stream.py", host, users, duration,
                             ["--model", self.args.model,

@@ -2,14 +2,17 @@
 
 The model has a byte-level vocabulary (`<unk>`, `<s>`, `</s>` and `<0x00>`..`<0xFF>`), the
 "llama" (SentencePiece) tokenizer model and a ChatML chat template, so llama.cpp loads it and
-streams OpenAI-compatible chat completions from it. The text is gibberish; the engine is real.
+streams OpenAI-compatible chat completions from it. Its weights are steered (see `printable`)
+so that it only ever generates printable ASCII: every answer carries visible text from its
+first token, and it never ends early. The text is gibberish; the engine is real.
 
 Output is a pure function of the spec: the same seed and sizes give the same bytes, so a
 deployment can guard generation with `creates:` and stay idempotent. The file is written to a
 temporary name beside the target and renamed into place only when complete.
 
 Usage: `python -m aiswarm.models.tiny_gguf OUT.gguf [--seed N] [--layers N] [--dim N] ...`
-(the file also runs as a plain script, which is how the model_manager role calls it).
+(the file also runs as a plain script with `printable.py` beside it, which is how the
+model_manager role calls it).
 """
 
 from __future__ import annotations
@@ -25,10 +28,13 @@ from pathlib import Path
 import numpy as np
 from gguf import GGUFWriter, LlamaFileType, TokenType
 
+try:
+    from aiswarm.models.printable import SPECIAL_TOKENS, VOCAB_SIZE, allowed_token_ids, steer
+except ImportError:  # run as a plain script, with printable.py copied beside it
+    from printable import SPECIAL_TOKENS, VOCAB_SIZE, allowed_token_ids, steer  # type: ignore[no-redef]
+
 ARCHITECTURE = "llama"
-SPECIAL_TOKENS = ("<unk>", "<s>", "</s>")
 UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
-VOCAB_SIZE = len(SPECIAL_TOKENS) + 256
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
@@ -106,6 +112,7 @@ def tensors(spec: TinyLlamaSpec) -> dict[str, np.ndarray]:
         out[f"{prefix}.ffn_down.weight"] = weight(spec.dim, spec.ffn_dim)
     out["output_norm.weight"] = norm()
     out["output.weight"] = weight(VOCAB_SIZE, spec.dim)
+    steer(out["token_embd.weight"], out["output.weight"], out["output_norm.weight"], allowed_token_ids())
     return out
 
 

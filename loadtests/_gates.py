@@ -72,7 +72,7 @@ def _on_quitting(environment: Environment, **_kwargs: Any) -> None:
         return
     options = environment.parsed_options
     records = load_run(Path(options.aiswarm_run_dir), since=_run["started"])
-    summary = summarize(records)
+    summary = summarize(records, options.downtime_slow_s)
     results = evaluate(summary, Thresholds.from_options(options))
     warnings = [w for w in (_cpu.warning(),) if w]
     runner = environment.runner

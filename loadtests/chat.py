@@ -11,6 +11,7 @@ import _gates  # noqa: F401  # pylint: disable=unused-import  # registers the pr
 from locust import run_single_user, task
 
 from aiswarm_loadtest.locust_base import CHAT_PATH, OpenAIUser, completion_tokens
+from aiswarm_loadtest.sse import message_content
 
 
 class ChatUser(OpenAIUser):
@@ -25,7 +26,7 @@ class ChatUser(OpenAIUser):
             "messages": self.messages(),
             "max_tokens": self.settings.max_tokens,
         }
-        self.post_json("chat", CHAT_PATH, payload, self.intended(), completion_tokens)
+        self.post_json("chat", CHAT_PATH, payload, self.intended(), completion_tokens, message_content)
 
 
 if __name__ == "__main__":

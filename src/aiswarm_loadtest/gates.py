@@ -2,7 +2,10 @@
 
 Defaults come from the seed's targets: first token under 100 ms, API errors under 1 %,
 response time under 5 s; a minimum request rate (the seed's 100 req/s) is off unless set,
-because it only makes sense for the open-loop rate scenario.
+because it only makes sense for the open-loop rate scenario. The content gate fails a run in
+which more than `max_empty_share` of the successful answers carried no text (default 0: an
+engine that answers "200, nothing" is not serving, and such answers have no first token, so
+they would otherwise vanish from every latency figure).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ class Thresholds:
     e2e_p95_ms: float = 5000.0
     max_error_rate: float = 0.01
     min_rps: float = 0.0
+    max_empty_share: float = 0.0
 
     @classmethod
     def from_options(cls, options: Any) -> Thresholds:
@@ -29,6 +33,7 @@ class Thresholds:
             e2e_p95_ms=options.slo_e2e_p95_ms,
             max_error_rate=options.slo_max_error_rate,
             min_rps=options.slo_min_rps,
+            max_empty_share=options.slo_max_empty_share,
         )
 
 
@@ -72,6 +77,8 @@ def evaluate(summary: RunSummary, limits: Thresholds) -> list[GateResult]:
     ]
     if summary.ttft.count:
         results.insert(1, GateResult("ttft p95", ttft, limits.ttft_p95_ms, True, "ms"))
+    if summary.successes:
+        results.append(GateResult("empty share", summary.empty_share, limits.max_empty_share, True, ""))
     if limits.min_rps > 0:
         results.append(GateResult("request rate", summary.rps, limits.min_rps, False, "req/s"))
     return results
@@ -101,9 +108,13 @@ def format_report(summary: RunSummary, results: list[GateResult], warnings: list
         lines.append(f"{'tokens/s per req':<20}{rate.count:>8}{rate.p50:>10.1f}{rate.p95 or 0:>10.1f}")
     if summary.failures:
         lines.append("failures: " + ", ".join(f"{k}={v}" for k, v in summary.failures.items()))
+    lines.append(f"empty answers: {summary.empty} of {summary.successes} successes carried no text")
     avail = summary.availability
+    gap = "-" if summary.longest_gap_s is None else f"{summary.longest_gap_s:.2f} s"
     lines.append(
-        f"availability: {avail.downtime_s} s down; error budget (99.9 %/30 d) burned: "
+        f"availability: {avail.downtime_s} s down ({avail.downtime_failed_s} s failed, "
+        f"{avail.downtime_slow_s} s with no answer within {avail.slow_s:g} s); longest gap between "
+        f"answers {gap}; error budget (99.9 %/30 d) burned: "
         f"{avail.budget_requests:.1f}x by request rate, {avail.budget_downtime:.2%} by downtime"
     )
     lines.append("served by: " + ", ".join(f"{k}={v}" for k, v in summary.backends.items()))

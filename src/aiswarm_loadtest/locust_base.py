@@ -205,9 +205,18 @@ class OpenAIUser(FastHttpUser):
             observer.transport_failed(f"{type(exc).__name__}: {exc}")
 
     def post_json(
-        self, name: str, path: str, payload: dict, t_intended: float, tokens: Callable[[dict], int]
+        self,
+        name: str,
+        path: str,
+        payload: dict,
+        t_intended: float,
+        tokens: Callable[[dict], int],
+        has_content: Callable[[dict], bool] | None = None,
     ) -> RequestRecord:
-        """Send one non-streaming request; a 200 with a JSON object body is a success."""
+        """Send one non-streaming request; a 200 with a JSON object body is a success.
+
+        `has_content`, when given, says whether a successful body carried text; one that did
+        not is recorded as `empty` (the content gate counts those)."""
         t_start = time.time()
         with self.client.request(
             "POST", path, name=name, json=payload, headers=self.headers, catch_response=True
@@ -241,6 +250,7 @@ class OpenAIUser(FastHttpUser):
                 backend=attribute(response.headers, model),
                 model=model,
                 error=reason,
+                empty=ok and has_content is not None and not has_content(body),
             )
         return self.finish(record)
 

@@ -9,6 +9,7 @@ and 1 s). loadtests/README.md lists the same formulas.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -18,6 +19,8 @@ from aiswarm_loadtest.records import RequestRecord
 
 SLO_AVAILABILITY = 0.999
 SLO_WINDOW_DAYS = 30
+# A first answer later than this counts as down, like a failure: the design's response-time alert.
+SLOW_ANSWER_S = 5.0
 
 
 def percentile(samples: Iterable[float], q: float) -> float | None:
@@ -84,19 +87,50 @@ def run_window(records: Sequence[RequestRecord]) -> float:
     return max(r.t_end for r in records) - min(r.t_intended for r in records)
 
 
-def downtime_seconds(records: Iterable[RequestRecord]) -> int:
-    """Seconds of downtime: 1 s buckets of t_intended in which every request failed."""
-    buckets: dict[int, bool] = {}
+def answer_time(record: RequestRecord) -> float:
+    """When the client saw the answer begin: the first content token, else the end."""
+    return record.t_end if record.t_first_token is None else record.t_first_token
+
+
+def answered_in_time(record: RequestRecord, slow_s: float = SLOW_ANSWER_S) -> bool:
+    """A success whose answer began within `slow_s` of the intended send time."""
+    return record.ok and answer_time(record) - record.t_intended <= slow_s
+
+
+def downtime_seconds(records: Iterable[RequestRecord], slow_s: float = SLOW_ANSWER_S) -> tuple[int, int]:
+    """Seconds of downtime, `(failed, slow)`, over 1 s buckets of t_intended.
+
+    A bucket is down when no request sent in it was answered in time (`answered_in_time`):
+    *failed* when every request in it failed, *slow* when some succeeded but none began its
+    answer within `slow_s` (a person waiting that long for a first word sees an outage).
+    """
+    buckets: dict[int, tuple[bool, bool]] = {}
     for record in records:
         second = math.floor(record.t_intended)
-        buckets[second] = buckets.get(second, False) or record.ok
-    return sum(1 for any_ok in buckets.values() if not any_ok)
+        any_ok, any_in_time = buckets.get(second, (False, False))
+        buckets[second] = (any_ok or record.ok, any_in_time or answered_in_time(record, slow_s))
+    failed = sum(1 for any_ok, _in_time in buckets.values() if not any_ok)
+    slow = sum(1 for any_ok, in_time in buckets.values() if any_ok and not in_time)
+    return failed, slow
+
+
+def longest_gap(records: Iterable[RequestRecord]) -> float | None:
+    """Longest time between two successive successful answers (seconds); None under two.
+
+    An answer counts when it begins (`answer_time`): the longest stretch in which a user of
+    the service saw nothing start, whatever was sent or held meanwhile.
+    """
+    times = sorted(answer_time(r) for r in records if r.ok)
+    if len(times) < 2:
+        return None
+    return max(b - a for a, b in itertools.pairwise(times))
 
 
 @dataclass(frozen=True, slots=True)
 class Availability:
-    """Failed fraction and the share of a 99.9 %/30-day error budget this run burned.
+    """Failed fraction, downtime and the share of a 99.9 %/30-day error budget this run burned.
 
+    downtime_s = downtime_failed_s + downtime_slow_s (see `downtime_seconds`).
     budget_requests = failed_fraction / (1 - 0.999): 1.0 means the run failed requests at
     exactly the rate the SLO allows. budget_downtime = downtime_s / (30 days * (1 - 0.999)),
     i.e. downtime over the 2592 s the month allows.
@@ -106,19 +140,26 @@ class Availability:
     downtime_s: int
     budget_requests: float
     budget_downtime: float
+    downtime_failed_s: int = 0
+    downtime_slow_s: int = 0
+    slow_s: float = SLOW_ANSWER_S
 
 
-def availability(records: Sequence[RequestRecord]) -> Availability:
+def availability(records: Sequence[RequestRecord], slow_s: float = SLOW_ANSWER_S) -> Availability:
     """Availability numbers of a run; see `Availability`."""
     failed = sum(1 for r in records if not r.ok)
     fraction = failed / len(records) if records else 0.0
-    down = downtime_seconds(records)
+    down_failed, down_slow = downtime_seconds(records, slow_s)
+    down = down_failed + down_slow
     allowed = 1 - SLO_AVAILABILITY
     return Availability(
         failed_fraction=fraction,
         downtime_s=down,
         budget_requests=fraction / allowed,
         budget_downtime=down / (SLO_WINDOW_DAYS * 86400 * allowed),
+        downtime_failed_s=down_failed,
+        downtime_slow_s=down_slow,
+        slow_s=slow_s,
     )
 
 
@@ -143,7 +184,9 @@ class RunSummary:
 
     Latency distributions (ttft, itl, tpot, e2e, tokens/s) use successful requests only;
     `lag` uses every request. `rps` = requests / run window; `tokens_per_s` = all output
-    tokens of successful requests / run window (the aggregate rate).
+    tokens of successful requests / run window (the aggregate rate). `empty` counts successes
+    that carried no text (they have no ttft, so they would silently shrink its sample);
+    `empty_share` = empty / successes. `longest_gap_s`: see `longest_gap`.
     """
 
     requests: int
@@ -159,10 +202,21 @@ class RunSummary:
     lag: Distribution
     availability: Availability
     backends: dict[str, int] = field(default_factory=dict)
+    empty: int = 0
+    longest_gap_s: float | None = None
+
+    @property
+    def successes(self) -> int:
+        return self.requests - sum(self.failures.values())
+
+    @property
+    def empty_share(self) -> float | None:
+        """Empty successes over all successes; None without a success."""
+        return self.empty / self.successes if self.successes else None
 
 
-def summarize(records: Sequence[RequestRecord]) -> RunSummary:
-    """Compute a `RunSummary` from raw records."""
+def summarize(records: Sequence[RequestRecord], slow_s: float = SLOW_ANSWER_S) -> RunSummary:
+    """Compute a `RunSummary` from raw records; `slow_s`: see `downtime_seconds`."""
     ok = [r for r in records if r.ok]
     window = run_window(records)
     failures = Counter(r.failure_class or "unclassified" for r in records if not r.ok)
@@ -178,6 +232,8 @@ def summarize(records: Sequence[RequestRecord]) -> RunSummary:
         e2e=Distribution.of(e2e(r) for r in ok),
         request_tokens_per_s=Distribution.of(tokens_per_second(r) for r in ok),
         lag=Distribution.of(start_lag(r) for r in records),
-        availability=availability(records),
+        availability=availability(records, slow_s),
         backends=dict(Counter(r.backend or "unknown" for r in records).most_common()),
+        empty=sum(1 for r in ok if r.empty),
+        longest_gap_s=longest_gap(records),
     )

@@ -78,6 +78,13 @@ _OPTIONS: tuple[tuple[str, Any, Any, str], ...] = (
     ("--slo-e2e-p95-ms", positive_float, 5000.0, "gate: p95 end-to-end time at most this (ms)"),
     ("--slo-max-error-rate", fraction, 0.01, "gate: failed fraction at most this"),
     ("--slo-min-rps", non_negative_float, 0.0, "gate: requests per second at least this (0 = off)"),
+    ("--slo-max-empty-share", fraction, 0.0, "gate: share of successful answers without text at most this"),
+    (
+        "--downtime-slow-s",
+        positive_float,
+        5.0,
+        "downtime: a second in which no answer began within this many seconds counts as down",
+    ),
     ("--ramp-step-users", positive_int, 10, "StepRampShape: users added per step"),
     ("--ramp-step-seconds", positive_float, 30.0, "StepRampShape: seconds per step"),
     ("--ramp-max-users", positive_int, 50, "StepRampShape: users at the top of the ramp"),

@@ -42,12 +42,15 @@ class RequestRecord:
     model: str = ""  # the `model` field of the response
     error: str = ""  # short reason, never a secret
     chunk_gaps: list[float] = field(default_factory=list)  # seconds between content chunks
+    empty: bool = False  # a success that carried no text: no content chunk, or an empty message
 
     def __post_init__(self) -> None:
         if self.failure_class is not None and self.failure_class not in FAILURE_CLASSES:
             raise ValueError(
                 f"failure_class: expected one of {', '.join(FAILURE_CLASSES)}, got {self.failure_class!r}"
             )
+        if self.empty and not self.ok:
+            raise ValueError("empty: only a successful request can be empty")
 
     @property
     def ttft(self) -> float | None:

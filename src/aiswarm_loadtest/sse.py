@@ -247,4 +247,14 @@ class StreamObserver:
             model=self.model,
             error=reason,
             chunk_gaps=self.chunk_gaps,
+            empty=failure is None and self.t_first_token is None,
         )
+
+
+def message_content(body: dict) -> bool:
+    """True when a non-streaming chat completion's first choice carries text."""
+    choices = body.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+    message = first.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    return isinstance(content, str) and content != ""

@@ -18,6 +18,7 @@ import yaml
 from aiswarm_loadtest.chaos.faults import AnsibleExecutor, DockerExecutor, Executor, PlanError
 from aiswarm_loadtest.chaos.runner import ChaosRunner, Inventory, LocustLauncher, RunnerOptions
 from aiswarm_loadtest.chaos.scenario import DEFAULT_SERVICES, ScenarioError, load_scenarios
+from aiswarm_loadtest.metrics import SLOW_ANSWER_S
 
 EXIT_PASSED, EXIT_FAILED, EXIT_INVALID, EXIT_REFUSED, EXIT_ABORTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -62,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--locustfile", default="loadtests/chat_stream.py")
     run.add_argument("--locust-arg", action="append", default=[], help="extra locust argument (repeatable)")
     run.add_argument("--primary-backend", help="backend identity of the primary (default: inferred)")
+    run.add_argument(
+        "--downtime-slow-s",
+        type=float,
+        default=SLOW_ANSWER_S,
+        help="an answer that begins later than this counts as downtime, like a failure (default %(default)s)",
+    )
     return parser
 
 
@@ -86,7 +93,11 @@ def _run(args: argparse.Namespace, services: dict[str, str]) -> int:
         inventory,
         LocustLauncher(locustfile=args.locustfile, extra_args=tuple(args.locust_arg)),
         RunnerOptions(
-            gateway=args.gateway, api_key=api_key, out_dir=args.out, primary_backend=args.primary_backend
+            gateway=args.gateway,
+            api_key=api_key,
+            out_dir=args.out,
+            primary_backend=args.primary_backend,
+            slow_s=args.downtime_slow_s,
         ),
     )
     try:

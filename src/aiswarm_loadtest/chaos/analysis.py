@@ -17,7 +17,12 @@ Pure functions over a list of `RequestRecord`s (sorted by `t_start`) and the fau
 - *recovery*: from the rollback to the end of the first success sent after both the rollback and
   the last failure;
 - *downtime*: the service is taken to be in the state of the most recently sent request; the time
-  spent in the failed state is downtime. The error budget is 99.9% over 30 days (2592 s).
+  spent in a bad state is downtime: *failed* (the request failed) or *slow* (it succeeded, but its
+  answer began more than `slow_s`, default 5 s, after it was sent: a person waiting that long for a
+  first word sees an outage). The error budget is 99.9% over 30 days (2592 s) of both together;
+- *longest gap*: the longest time between two successive successful answers (by when each
+  answer began) from the fault start to the end of the run: how long no user saw anything start;
+- *empty*: successes that carried no text.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from aiswarm_loadtest.chaos.scenario import Expect
+from aiswarm_loadtest.metrics import SLOW_ANSWER_S, longest_gap
 from aiswarm_loadtest.records import RequestRecord
 
 STREAM_BREAKS = ("cut_without_done", "inband_error", "stall")
@@ -44,10 +50,13 @@ class FaultWindow:
 
 @dataclass(frozen=True)
 class Availability:
-    downtime_s: float
+    downtime_s: float  # failed + slow
     failed_fraction: float
     error_budget_s: float
     error_budget_burned: float  # fraction of the 30-day budget this run consumed
+    downtime_failed_s: float = 0.0
+    downtime_slow_s: float = 0.0
+    slow_s: float = SLOW_ANSWER_S
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,8 @@ class Measurements:
     hung_requests: int
     hung_routing_s: float | None
     availability: Availability
+    longest_gap_s: float | None = None
+    empty_responses: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,12 +85,14 @@ class Measurements:
 @dataclass(frozen=True)
 class Series:
     """Per-second series: requests, TTFT and share by the second a request was sent, errors by the
-    second the failure was seen (`t_end`)."""
+    second the failure was seen (`t_end`), answers by the second a successful answer began (a
+    stall shows as a run of zeros there even while held requests keep the sent count flat)."""
 
     t0: float
     seconds: list[int] = field(default_factory=list)
     requests: list[int] = field(default_factory=list)
     errors: list[int] = field(default_factory=list)
+    answers: list[int] = field(default_factory=list)
     ttft_p50_ms: list[float | None] = field(default_factory=list)
     ttft_p95_ms: list[float | None] = field(default_factory=list)
     share: dict[str, list[float]] = field(default_factory=dict)  # backend -> fraction of successes
@@ -197,29 +210,47 @@ def recovery_s(records: Sequence[RequestRecord], window: FaultWindow) -> float |
     return None if not ends else min(ends) - window.end
 
 
-def downtime_s(records: Sequence[RequestRecord]) -> float:
-    """Time spent in the failed state, the state being that of the most recently sent request."""
+def downtime_s(records: Sequence[RequestRecord], slow_s: float = SLOW_ANSWER_S) -> tuple[float, float]:
+    """Time spent `(failed, slow)`, the state being that of the most recently sent request.
+
+    A request is in the failed state when it failed, in the slow state when it succeeded but
+    its answer began more than `slow_s` after it was sent."""
     ordered = sorted(records, key=lambda r: r.t_start)
-    total = 0.0
+    failed = slow = 0.0
     for i, record in enumerate(ordered):
-        if record.ok:
+        is_slow = record.ok and response_time(record) - record.t_start > slow_s
+        if record.ok and not is_slow:
             continue
         until = ordered[i + 1].t_start if i + 1 < len(ordered) else record.t_end
-        total += max(0.0, until - record.t_start)
-    return total
+        span = max(0.0, until - record.t_start)
+        if record.ok:
+            slow += span
+        else:
+            failed += span
+    return failed, slow
 
 
-def availability(records: Sequence[RequestRecord]) -> Availability:
-    down = downtime_s(records)
+def availability(records: Sequence[RequestRecord], slow_s: float = SLOW_ANSWER_S) -> Availability:
+    down_failed, down_slow = downtime_s(records, slow_s)
+    down = down_failed + down_slow
     budget = (1.0 - SLO_TARGET) * SLO_PERIOD_S
     failed = error_rate(records) or 0.0
     return Availability(
-        downtime_s=down, failed_fraction=failed, error_budget_s=budget, error_budget_burned=down / budget
+        downtime_s=down,
+        failed_fraction=failed,
+        error_budget_s=budget,
+        error_budget_burned=down / budget,
+        downtime_failed_s=down_failed,
+        downtime_slow_s=down_slow,
+        slow_s=slow_s,
     )
 
 
 def measure(
-    records: Sequence[RequestRecord], window: FaultWindow, primary: str | None = None
+    records: Sequence[RequestRecord],
+    window: FaultWindow,
+    primary: str | None = None,
+    slow_s: float = SLOW_ANSWER_S,
 ) -> Measurements:
     """Every failover measurement for one run; the primary is inferred when not given."""
     primary = primary or infer_primary(records, window.start)
@@ -239,8 +270,19 @@ def measure(
         broken_streams=len(broken_streams(records, window)),
         hung_requests=hung_count,
         hung_routing_s=hung_span,
-        availability=availability(records),
+        availability=availability(records, slow_s),
+        longest_gap_s=_gap_since(records, window.start),
+        empty_responses=sum(1 for r in records if r.ok and r.empty),
     )
+
+
+def _gap_since(records: Sequence[RequestRecord], start: float) -> float | None:
+    """`longest_gap` from `start` on, counting the wait from `start` to the first answer after it."""
+    answered = [r for r in records if r.ok and response_time(r) >= start]
+    if not answered:
+        return None
+    first = min(response_time(r) for r in answered)
+    return max(first - start, longest_gap(answered) or 0.0)
 
 
 def per_second(records: Sequence[RequestRecord], t0: float | None = None) -> Series:
@@ -248,15 +290,18 @@ def per_second(records: Sequence[RequestRecord], t0: float | None = None) -> Ser
     if not records:
         return Series(t0=t0 or 0.0)
     t0 = min(r.t_start for r in records) if t0 is None else t0
-    last = max(math.floor((r.t_start if r.ok else r.t_end) - t0) for r in records)
+    last = max(math.floor((response_time(r) if r.ok else r.t_end) - t0) for r in records)
     buckets: list[list[RequestRecord]] = [[] for _bucket in range(last + 1)]
     errors = [0] * (last + 1)
+    answers = [0] * (last + 1)
     for r in records:
         second = math.floor(r.t_start - t0)
         if second >= 0:
             buckets[second].append(r)
         if not r.ok and math.floor(r.t_end - t0) >= 0:
             errors[math.floor(r.t_end - t0)] += 1
+        if r.ok and math.floor(response_time(r) - t0) >= 0:
+            answers[math.floor(response_time(r) - t0)] += 1
     backends = sorted({r.backend for r in records if r.ok and r.backend})
     series = Series(t0=t0, share={b: [] for b in backends})
     for second, bucket in enumerate(buckets):
@@ -265,6 +310,7 @@ def per_second(records: Sequence[RequestRecord], t0: float | None = None) -> Ser
         series.seconds.append(second)
         series.requests.append(len(bucket))
         series.errors.append(errors[second])
+        series.answers.append(answers[second])
         series.ttft_p50_ms.append(percentile(ttfts, 50))
         series.ttft_p95_ms.append(percentile(ttfts, 95))
         for backend in backends:
@@ -307,6 +353,10 @@ def evaluate_gates(expect: Expect, m: Measurements, data_lost: bool | None = Non
         ),
         _upper("max_broken_streams", expect.max_broken_streams, m.broken_streams, none_passes=False, unit=""),
         _upper("max_hung_routing_s", expect.max_hung_routing_s, m.hung_routing_s, none_passes=True, unit="s"),
+        _upper("max_service_gap_s", expect.max_service_gap_s, m.longest_gap_s, none_passes=False, unit="s"),
+        _upper(
+            "max_empty_responses", expect.max_empty_responses, m.empty_responses, none_passes=False, unit=""
+        ),
         _upper(
             "max_error_rate_during_fault",
             expect.max_error_rate_during_fault,

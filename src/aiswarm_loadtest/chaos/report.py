@@ -93,7 +93,11 @@ def render_summary(result: RunResult) -> str:
             ("streams broken in flight", m.broken_streams),
             ("requests held by the hung primary", m.hung_requests),
             ("routing to the hung primary (s)", m.hung_routing_s),
-            ("downtime (s)", m.availability.downtime_s),
+            ("longest gap between answers since the fault (s)", m.longest_gap_s),
+            ("answers without text", m.empty_responses),
+            ("downtime (s): failed + slow", m.availability.downtime_s),
+            ("downtime: requests failed (s)", m.availability.downtime_failed_s),
+            (f"downtime: answer began after {m.availability.slow_s:g} s (s)", m.availability.downtime_slow_s),
             ("failed fraction", m.availability.failed_fraction),
             ("error budget burned (99.9%/30d)", m.availability.error_budget_burned),
         ]
@@ -139,7 +143,9 @@ def write_timeline_png(series: Series, windows: list[FaultWindow], path: Path) -
     ax_ttft.set_ylabel("ms")
     ax_ttft.legend(loc="upper left")
     ax_err.bar(x, series.errors, color="tab:red", label="errors/s")
-    ax_err.plot(x, series.requests, color="tab:gray", label="requests/s")
+    ax_err.plot(x, series.requests, color="tab:gray", label="requests sent/s")
+    if series.answers:
+        ax_err.plot(x, series.answers, color="tab:green", label="answers begun/s")
     ax_err.set_ylabel("per second")
     ax_err.legend(loc="upper left")
     if series.share:

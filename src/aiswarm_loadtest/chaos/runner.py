@@ -43,6 +43,7 @@ from aiswarm_loadtest.chaos.faults import (
 from aiswarm_loadtest.chaos.ledger import RollbackLedger
 from aiswarm_loadtest.chaos.report import RunResult, write_report
 from aiswarm_loadtest.chaos.scenario import DataCheck, Scenario, Target
+from aiswarm_loadtest.metrics import SLOW_ANSWER_S
 from aiswarm_loadtest.records import RequestRecord, read_records
 
 
@@ -263,6 +264,7 @@ class RunnerOptions:
     primary_backend: str | None = None
     load_grace_s: float = 60.0
     probe_timeout_s: float = 10.0
+    slow_s: float = SLOW_ANSWER_S  # an answer that began later than this counts as downtime
 
 
 @dataclass
@@ -458,7 +460,10 @@ class ChaosRunner:
         if run.window is not None:
             result.windows = [run.window]
             result.measurements = measure(
-                records, run.window, self.options.primary_backend or self.scenario.primary_backend
+                records,
+                run.window,
+                self.options.primary_backend or self.scenario.primary_backend,
+                self.options.slow_s,
             )
             result.series = per_second(records, t0=result.started_at)
             data_lost = self._data_lost(data_before, data_after)

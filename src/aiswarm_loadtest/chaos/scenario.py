@@ -134,6 +134,8 @@ class Expect:
     max_broken_streams: int | None = None
     max_hung_routing_s: float | None = None
     max_error_rate_during_fault: float | None = None
+    max_service_gap_s: float | None = None  # longest time without a successful answer, from the fault on
+    max_empty_responses: int | None = None  # successes that carried no text
     data_loss: bool | None = None
 
 
@@ -459,7 +461,7 @@ def _expect(check: _Checker, raw: Any) -> Expect:
     for name in names:
         if name == "data_loss":
             values[name] = check.boolean(data, name, "expect")
-        elif name.startswith("max_") and name.endswith(("requests", "streams")):
+        elif name.startswith("max_") and name.endswith(("requests", "streams", "responses")):
             values[name] = check.number(data, name, "expect", low=0, integer=True, default=None)
         elif name == "max_error_rate_during_fault":
             values[name] = check.number(data, name, "expect", low=0, high=1, default=None)

@@ -91,8 +91,45 @@ def test_availability_and_error_budget() -> None:
 
 
 def test_a_trailing_failure_counts_until_it_ends() -> None:
-    assert downtime_s([rec(0, 1, True, "a", 0.5), rec(2, 5, False, "")]) == pytest.approx(3.0)
-    assert downtime_s([]) == 0.0
+    assert downtime_s([rec(0, 1, True, "a", 0.5), rec(2, 5, False, "")]) == pytest.approx((3.0, 0.0))
+    assert downtime_s([]) == (0.0, 0.0)
+
+
+# A frozen primary under closed-loop users: every request sent in the first 10.4 s of the fault
+# is held until the stream timeout, then served by the fallback. Nothing fails.
+FROZEN = [
+    rec(99.0, 99.3, True, "vllm", 99.05),
+    rec(99.5, 99.8, True, "vllm", 99.55),
+    rec(100.1, 110.9, True, "llamacpp", 110.5),  # held 10.4 s
+    rec(100.2, 110.9, True, "llamacpp", 110.6),  # held 10.4 s
+    rec(110.9, 111.2, True, "llamacpp", 110.95),  # the gateway routes to the fallback at once
+    rec(111.2, 111.5, True, "llamacpp", 111.25),
+]
+
+
+def test_a_held_answer_is_downtime_though_nothing_failed() -> None:
+    # State after 100.1 is "slow" (its answer began 10.4 s after it was sent) until the next send
+    # at 100.2 (0.1 s), which is slow too until 110.9 (10.7 s): 10.8 s slow, none failed.
+    m = measure(FROZEN, FaultWindow(start=100.0, end=145.0))
+    assert m.failed_total == 0
+    assert m.availability.downtime_failed_s == 0.0
+    assert m.availability.downtime_slow_s == pytest.approx(10.8)
+    assert m.availability.downtime_s == pytest.approx(10.8)
+    assert m.availability.error_budget_burned == pytest.approx(10.8 / 2592.0)
+    # Nothing began from 100.0 (the fault) to 110.5: the longest gap counts from the fault start.
+    assert m.longest_gap_s == pytest.approx(10.5)
+    # A limit above the hold makes it no downtime at all.
+    assert measure(FROZEN, FaultWindow(100.0, 145.0), slow_s=11.0).availability.downtime_s == 0.0
+
+
+def test_service_gap_and_empty_answer_gates() -> None:
+    m = measure(FROZEN, FaultWindow(start=100.0, end=145.0))
+    gates = {g.name: g for g in evaluate_gates(Expect(max_service_gap_s=3.0, max_empty_responses=0), m)}
+    gap = gates["max_service_gap_s"]
+    assert not gap.passed and gap.measured == pytest.approx(10.5)
+    assert gates["max_empty_responses"].passed
+    assert per_second(FROZEN, t0=100.0).answers[:3] == [0, 0, 0]
+    assert per_second(FROZEN, t0=100.0).answers[10:12] == [3, 1]
 
 
 def test_an_explicit_primary_overrides_the_inference() -> None:

@@ -29,7 +29,7 @@ def _gates(records: list[RequestRecord], **limits: float) -> dict[str, GateResul
 def test_all_gates_pass() -> None:
     records = [_stream(i * 0.01, 0.050, 0.7) for i in range(100)]
     gates = _gates(records, min_rps=50)
-    assert set(gates) == {"error rate", "ttft p95", "e2e p95", "request rate"}
+    assert set(gates) == {"error rate", "ttft p95", "e2e p95", "request rate", "empty share"}
     assert all(g.passed for g in gates.values())
 
 
@@ -56,12 +56,36 @@ def test_e2e_gate_and_rate_gate_fail() -> None:
 
 def test_rate_gate_off_by_default_and_no_ttft_gate_without_streams() -> None:
     records = [RequestRecord(kind="embeddings", t_intended=0, t_start=0, t_end=0.01, ok=True)]
-    assert set(_gates(records)) == {"error rate", "e2e p95"}
+    assert set(_gates(records)) == {"error rate", "e2e p95", "empty share"}
+
+
+def _empty(t: float) -> RequestRecord:
+    """A stream that ended with [DONE] and no text: a success with no first token."""
+    return RequestRecord(kind="chat_stream", t_intended=t, t_start=t, t_end=t + 0.3, ok=True, empty=True)
+
+
+def test_content_gate_fails_on_one_empty_answer_by_default() -> None:
+    records = [_stream(i * 0.1, 0.05, 0.5) for i in range(99)] + [_empty(10.0)]
+    summary = summarize(records)
+    gate = {g.name: g for g in evaluate(summary, Thresholds())}["empty share"]
+    assert summary.empty == 1 and summary.ttft.count == 99
+    assert not gate.passed and gate.measured == pytest.approx(0.01)
+    text = format_report(summary, evaluate(summary, Thresholds()), [])
+    assert "empty answers: 1 of 100 successes carried no text" in text
+    assert "empty share" in text and "FAIL" in text
+
+
+@pytest.mark.parametrize(("empty", "passes"), [(5, True), (6, False)])
+def test_content_gate_at_a_raised_limit(empty: int, passes: bool) -> None:
+    records = [_stream(i * 0.1, 0.05, 0.5) for i in range(100 - empty)]
+    records += [_empty(20.0 + i) for i in range(empty)]
+    assert _gates(records, max_empty_share=0.05)["empty share"].passed is passes
 
 
 def test_empty_run_fails() -> None:
     gates = _gates([])
     assert not gates["error rate"].passed and gates["error rate"].margin == "no samples"
+    assert "empty share" not in gates  # no success to judge; the error-rate gate already fails
 
 
 def test_report_names_the_failed_gate() -> None:

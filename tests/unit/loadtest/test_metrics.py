@@ -9,6 +9,7 @@ from aiswarm_loadtest.metrics import (
     downtime_seconds,
     e2e,
     itl,
+    longest_gap,
     percentile,
     run_window,
     start_lag,
@@ -80,11 +81,41 @@ def test_downtime_counts_only_seconds_where_everything_failed() -> None:
         _rec(t_intended=101.8, ok=False, failure_class="stall"),  # second 101 all failed
         _rec(t_intended=103.0, ok=False, failure_class="cut_without_done"),  # second 103 all failed
     ]
-    assert downtime_seconds(records) == 2
+    assert downtime_seconds(records) == (2, 0)
     avail = availability(records)
     assert avail.failed_fraction == pytest.approx(4 / 5)
     assert avail.budget_requests == pytest.approx(0.8 / 0.001)
     assert avail.budget_downtime == pytest.approx(2 / 2592)
+
+
+def test_a_second_whose_answers_all_began_late_is_down_too() -> None:
+    records = [
+        _rec(t_intended=200.0, t_start=200.0, t_first_token=200.2, t_end=201.0),  # in time
+        _rec(t_intended=201.1, t_start=201.1, t_first_token=211.5, t_end=212.0),  # held 10.4 s
+        _rec(t_intended=201.5, t_start=201.5, t_first_token=206.6, t_end=207.0),  # 5.1 s: late
+        _rec(t_intended=202.0, t_start=202.0, t_first_token=206.9, t_end=207.0),  # 4.9 s: in time
+        _rec(t_intended=203.0, ok=False, failure_class="stall"),
+    ]
+    assert downtime_seconds(records) == (1, 1)
+    assert downtime_seconds(records, slow_s=11.0) == (1, 0)
+    avail = availability(records)
+    assert (avail.downtime_s, avail.downtime_failed_s, avail.downtime_slow_s) == (2, 1, 1)
+    assert avail.budget_downtime == pytest.approx(2 / 2592)
+
+
+def test_longest_gap_between_answers() -> None:
+    records = [
+        _rec(t_intended=0.0, t_start=0.0, t_first_token=0.1, t_end=0.5),
+        _rec(t_intended=0.2, t_start=0.2, t_first_token=0.3, t_end=0.9),
+        _rec(t_intended=0.4, t_start=0.4, t_first_token=10.8, t_end=11.0),  # held: nothing began for 10.5 s
+        _rec(t_intended=1.0, t_end=20.0, ok=False, failure_class="stall"),  # a failure doesn't count
+        _rec(t_intended=11.0, t_start=11.0, t_end=11.5, empty=True),  # empty: its end counts
+    ]
+    assert longest_gap(records) == pytest.approx(10.5)
+    assert longest_gap(records[:1]) is None
+    summary = summarize(records)
+    assert summary.longest_gap_s == pytest.approx(10.5)
+    assert summary.empty == 1 and summary.empty_share == pytest.approx(1 / 4)
 
 
 def test_summary_uses_successes_for_latency_and_all_for_rate() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from aiswarm_loadtest.records import FAILURE_CLASSES
-from aiswarm_loadtest.sse import SseParser, StreamObserver, interpret
+from aiswarm_loadtest.sse import SseParser, StreamObserver, interpret, message_content
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -114,6 +114,37 @@ def test_observer_ok_stream_timing_and_record() -> None:
     assert record.chunk_gaps == pytest.approx([0.1, 0.1])
     assert record.output_tokens == 3  # from the usage event
     assert record.t_end == pytest.approx(101.4)  # the [DONE] time, not the caller's t_end
+
+
+def test_a_stream_with_no_text_is_an_empty_success() -> None:
+    """What the lab's old vLLM model did on ~46 % of requests: role chunk, empty deltas, [DONE]."""
+    observer = StreamObserver(t_intended=100.0, t_start=100.0, stall_threshold_s=5.0)
+    for i, data in enumerate(
+        [
+            '{"object":"chat.completion.chunk","model":"m","choices":[{"delta":{"role":"assistant"}}]}',
+            '{"object":"chat.completion.chunk","model":"m","choices":[{"delta":{"content":""}}]}',
+            "[DONE]",
+        ]
+    ):
+        observer.feed(f"data: {data}\n\n".encode(), 100.1 + i * 0.1)
+    record = observer.record("chat_stream", t_end=101.0, status=200, backend="b")
+    assert record.ok and record.empty and record.ttft is None
+    ok = _observe("refbackend_ok.sse").record("chat_stream", t_end=200.0, status=200, backend="b")
+    assert not ok.empty
+
+
+@pytest.mark.parametrize(
+    ("body", "has_text"),
+    [
+        ({"choices": [{"message": {"role": "assistant", "content": "hi"}}]}, True),
+        ({"choices": [{"message": {"role": "assistant", "content": ""}}]}, False),
+        ({"choices": [{"message": {"role": "assistant", "content": None}}]}, False),
+        ({"choices": []}, False),
+        ({}, False),
+    ],
+)
+def test_message_content(body: dict, has_text: bool) -> None:
+    assert message_content(body) is has_text
 
 
 def test_observer_counts_chunks_without_usage() -> None:

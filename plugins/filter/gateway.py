@@ -207,13 +207,18 @@ class _Builder:
         self._ids.add(candidate)
         return candidate
 
-    def deploy(self, group: str, entry: dict[str, Any], params: dict[str, Any], id_base: str) -> None:
+    def deploy(
+        self, group: str, entry: dict[str, Any], params: dict[str, Any], id_base: str, engine: str = ""
+    ) -> None:
         timeout_key = "local_stream_timeout" if entry["tier"] == "local" else "stream_timeout"
         params = {**params, "stream_timeout": self.settings[timeout_key]}
         for key in ("rpm", "tpm"):
             if entry.get(key) is not None:
                 params[key] = entry[key]
         info: dict[str, Any] = {"id": self._unique_id(id_base)}
+        if engine:
+            # What the engine guard (aiswarm.gateway.guard) probes and keeps out of rotation when hung.
+            info["aiswarm_engine"] = engine
         for key in ("input_cost_per_token", "output_cost_per_token"):
             if entry.get(key) is not None:
                 info[key] = entry[key]
@@ -266,7 +271,7 @@ def _local_group(
                 "api_base": ep["api_base"],
                 "api_key": b.local_key(ep, f"endpoints.{engine}[{i}]"),
             }
-            b.deploy(group, entry, params, f"{group}.{engine}.{ep['host']}")
+            b.deploy(group, entry, params, f"{group}.{engine}.{ep['host']}", engine)
     return [f"{name}-fallback"] if primary and secondary else []
 
 

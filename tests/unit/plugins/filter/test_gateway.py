@@ -218,6 +218,14 @@ def test_shared_provider_keys_are_listed_once_in_env() -> None:
     assert premium["model_info"]["output_cost_per_token"] == 6e-7
 
 
+def test_local_deployments_are_marked_for_the_engine_guard() -> None:
+    eps = {"vllm": [vllm("starlord", "10.0.0.2")], "llamacpp": [llamacpp("thanos", "10.0.0.4")]}
+    config = litellm_config(CATALOG, eps, settings())["config"]
+    marks = {d["model_name"]: d["model_info"].get("aiswarm_engine") for d in config["model_list"]}
+    assert marks["swarm-chat"] == "vllm" and marks["swarm-chat-fallback"] == "llamacpp"
+    assert marks["dark-champion"] is None  # a cloud tier is not the guard's to probe
+
+
 def test_no_secret_value_appears_in_the_output() -> None:
     eps = {"vllm": [vllm("starlord", "10.0.0.2")], "llamacpp": [llamacpp("thanos", "10.0.0.4")]}
     providers = {"openrouter": {"api_keys": [SECRETS[0]]}, "gemini": {"api_keys": SECRETS[1:]}}

@@ -1,0 +1,1 @@
+"""Code that runs inside the LiteLLM gateway besides the cost router: the engine guard."""

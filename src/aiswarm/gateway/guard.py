@@ -1,0 +1,321 @@
+"""Engine guard: probe every local engine, take a hung one out of rotation, release what it holds.
+
+Enabled by ``litellm_settings.callbacks: [aiswarm.gateway.guard.engine_guard]``; the gateway
+role adds it with ``litellm_engine_guard_enabled``. It runs inside each LiteLLM worker process.
+
+Why: a frozen engine (SIGSTOP, a wedged GPU, a node cut off the network) accepts connections
+and answers nothing. LiteLLM then learns of it only from live requests: each one waits for the
+stream timeout, the deployment is cooled down after `allowed_fails` of them, and when the
+cooldown ends live requests are sent to it again. LiteLLM's own background health checks do not
+help here: they run minutes apart, and their routing filter never removes the last deployment of
+a group, which is exactly the case of a primary group with its fallback in another group
+(``router.py``, ``_async_filter_health_check_unhealthy_deployments``, 1.108.7).
+
+What it does, for every deployment the gateway config marks with ``model_info.aiswarm_engine``:
+
+- every `interval_s` it sends a tiny real request (one token of chat completion, a new
+  connection each time) with a timeout of `timeout_s`; `failures` failed probes in a row (no
+  answer in time, a refused connection, any status but 200) take the engine out of rotation:
+  `async_filter_deployments` drops its deployments, so no live request is used as a probe,
+  neither when the fault starts nor later (no cooldown expires while it is still hung);
+- on that transition it shuts down this process's connections to the engine (read from
+  ``/proc/net/tcp*`` and ``/proc/self/fd``), so requests already waiting on it fail at once with
+  a connection error and the router's fallbacks serve them, instead of each waiting out the
+  stream timeout (HAProxy's ``on-marked-down shutdown-sessions``). A stream that had already
+  sent text to its client is cut, as it would have stalled anyway;
+- one successful probe puts it back at once.
+
+A long prompt is not punished: the probe is a separate one-token request, which an engine with
+continuous batching serves alongside a long prefill; the stream timeout keeps its own job (a
+stream that stops half-way). Settings come from the environment of the gateway's unit:
+``AISWARM_GUARD_INTERVAL_S`` (default 1), ``AISWARM_GUARD_TIMEOUT_S`` (2),
+``AISWARM_GUARD_FAILURES`` (2). State shows on ``/metrics`` as ``aiswarm_engine_up``,
+``aiswarm_engine_probe_seconds`` and ``aiswarm_engine_released_connections_total``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+try:
+    from litellm.integrations.custom_logger import CustomLogger
+except ImportError:  # the unit tests and tools that only use the pure parts
+
+    class CustomLogger:  # type: ignore[no-redef]
+        """Stand-in base when LiteLLM is not installed."""
+
+
+try:
+    from prometheus_client import Counter, Gauge, Histogram
+
+    _UP: Gauge | None = Gauge(
+        "aiswarm_engine_up", "1 while the engine guard keeps an engine in rotation", ["api_base"],
+        multiprocess_mode="livemin",
+    )  # fmt: skip
+    _PROBE: Histogram | None = Histogram(
+        "aiswarm_engine_probe_seconds", "Duration of the engine guard's probes", ["api_base"],
+        buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0),
+    )  # fmt: skip
+    _RELEASED: Counter | None = Counter(
+        "aiswarm_engine_released_connections", "Connections to a hung engine shut down", ["api_base"]
+    )
+except ImportError:
+    _UP = _PROBE = _RELEASED = None
+
+MARKER = "aiswarm_engine"
+TCP_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
+# /proc/net/tcp states worth shutting down: ESTABLISHED, SYN_SENT, CLOSE_WAIT.
+LIVE_STATES = frozenset({"01", "02", "08"})
+log = logging.getLogger("aiswarm.guard")
+
+
+@dataclass(frozen=True)
+class Settings:
+    interval_s: float = 1.0
+    timeout_s: float = 2.0
+    failures: int = 2
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """Read the AISWARM_GUARD_* variables; a bad value names the variable."""
+        values: dict[str, Any] = {}
+        for name, kind in (("interval_s", float), ("timeout_s", float), ("failures", int)):
+            var = f"AISWARM_GUARD_{name.upper()}"
+            if var not in environ:
+                continue
+            try:
+                value = kind(environ[var])
+            except ValueError:
+                raise ValueError(f"{var}: expected a {kind.__name__}, got {environ[var]!r}") from None
+            if value <= 0:
+                raise ValueError(f"{var}: expected a positive number, got {environ[var]!r}")
+            values[name] = value
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One engine endpoint, as probed: several deployments may share it."""
+
+    api_base: str
+    model: str
+    api_key: str = field(repr=False)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        parts = urlsplit(self.api_base)
+        return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def target_of(deployment: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> Target | None:
+    """The probe target of a deployment marked with `MARKER`, else None."""
+    info = deployment.get("model_info") or {}
+    params = deployment.get("litellm_params") or {}
+    if not info.get(MARKER) or not params.get("api_base"):
+        return None
+    key = str(params.get("api_key") or "")
+    if key.startswith("os.environ/"):
+        key = environ.get(key.removeprefix("os.environ/"), "")
+    served = str(params.get("model", "")).split("/", 1)[-1]
+    return Target(api_base=str(params["api_base"]).rstrip("/"), model=served, api_key=key)
+
+
+@dataclass
+class Health:
+    """Probe outcomes of one target; `up` flips after `failures` failures in a row or one success."""
+
+    failures_needed: int
+    up: bool = True
+    failures: int = 0
+    last_error: str = ""
+
+    def record(self, ok: bool, error: str = "") -> bool | None:
+        """Record a probe; return the new state when it changed, else None."""
+        if ok:
+            self.failures, self.last_error = 0, ""
+            if not self.up:
+                self.up = True
+                return True
+            return None
+        self.failures += 1
+        self.last_error = error
+        if self.up and self.failures >= self.failures_needed:
+            self.up = False
+            return False
+        return None
+
+
+def _hex_address(text: str) -> bytes:
+    """An address of /proc/net/tcp*: 32-bit words of hex in host (little-endian) order."""
+    return b"".join(bytes.fromhex(text[i : i + 8])[::-1] for i in range(0, len(text), 8))
+
+
+def socket_inodes(tables: Iterable[str], addresses: Iterable[str], port: int) -> set[str]:
+    """Inodes of live sockets whose remote end is one of `addresses` (IPv4 or IPv6) at `port`."""
+    wanted = set()
+    for address in addresses:
+        packed = socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address)
+        wanted.add(packed)
+        if len(packed) == 4:  # the same peer seen from an IPv6 socket (::ffff:a.b.c.d)
+            wanted.add(b"\0" * 10 + b"\xff\xff" + packed)
+    inodes = set()
+    for table in tables:
+        for line in table.splitlines()[1:]:
+            fields = line.split()
+            if len(fields) < 10 or fields[3] not in LIVE_STATES:
+                continue
+            remote, _, remote_port = fields[2].partition(":")
+            if int(remote_port, 16) == port and _hex_address(remote) in wanted:
+                inodes.add(fields[9])
+    return inodes
+
+
+def release_connections(host: str, port: int, proc: Path = Path("/proc")) -> int:
+    """Shut down this process's TCP connections to host:port; return how many.
+
+    shutdown() acts on the socket, not on the descriptor, so it is applied through a duplicate
+    that is closed again; whoever owns the socket then reads end-of-stream at once.
+    """
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)}
+    except OSError:
+        return 0
+    tables = []
+    for name in TCP_TABLES:
+        try:
+            tables.append((proc / Path(name).relative_to("/proc")).read_text())
+        except OSError:
+            continue
+    inodes = socket_inodes(tables, addresses, port)
+    released = 0
+    fd_dir = proc / "self" / "fd"
+    for entry in os.listdir(fd_dir) if inodes else ():
+        try:
+            link = os.readlink(fd_dir / entry)
+        except OSError:
+            continue
+        if not (link.startswith("socket:[") and link[8:-1] in inodes):
+            continue
+        try:
+            with socket.socket(fileno=os.dup(int(entry))) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+            released += 1
+        except OSError:
+            continue
+    return released
+
+
+async def probe(client: Any, target: Target, timeout_s: float) -> tuple[bool, str]:
+    """One tiny real request; (ok, why not)."""
+    headers = {"Authorization": f"Bearer {target.api_key}"} if target.api_key else {}
+    body = {"model": target.model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
+    try:
+        response = await asyncio.wait_for(
+            client.post(f"{target.api_base}/chat/completions", json=body, headers=headers), timeout_s
+        )
+    except TimeoutError:
+        return False, f"no answer within {timeout_s:g} s"
+    except Exception as exc:  # pylint: disable=broad-exception-caught  # any transport error is a failed probe
+        return False, f"{type(exc).__name__}: {exc}"[:200]
+    if response.status_code != 200:
+        return False, f"HTTP {response.status_code}"
+    return True, ""
+
+
+class EngineGuard(CustomLogger):
+    """Keeps hung or dead local engines out of rotation; see the module docstring."""
+
+    def __init__(self, settings: Settings, environ: Mapping[str, str] = os.environ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.environ = environ
+        self.targets: dict[Target, set[str]] = {}  # target -> deployment ids
+        self.health: dict[Target, Health] = {}
+        self._tasks: dict[Target, asyncio.Task] = {}
+        self._client: Any = None
+
+    @classmethod
+    def from_env(cls) -> EngineGuard:
+        return cls(Settings.from_env())
+
+    @property
+    def down_ids(self) -> set[str]:
+        return {i for target, ids in self.targets.items() if not self.health[target].up for i in ids}
+
+    def watch(self, deployments: Iterable[Mapping[str, Any]]) -> None:
+        """Start probing every marked deployment not watched yet (needs a running event loop)."""
+        for deployment in deployments:
+            target = target_of(deployment, self.environ)
+            if target is None:
+                continue
+            self.targets.setdefault(target, set()).add(str((deployment.get("model_info") or {}).get("id")))
+            if target not in self._tasks:
+                self.health[target] = Health(self.settings.failures)
+                self._tasks[target] = asyncio.get_running_loop().create_task(self._watch(target))
+
+    async def _watch(self, target: Target) -> None:
+        if self._client is None:
+            import httpx  # pylint: disable=import-outside-toplevel  # LiteLLM's own dependency
+
+            self._client = httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0))
+        while True:
+            started = time.monotonic()
+            ok, error = await probe(self._client, target, self.settings.timeout_s)
+            if _PROBE is not None:
+                _PROBE.labels(api_base=target.api_base).observe(time.monotonic() - started)
+            self.apply(target, ok, error)
+            await asyncio.sleep(self.settings.interval_s)
+
+    def apply(self, target: Target, ok: bool, error: str = "") -> None:
+        """Record a probe outcome and act on a change of state."""
+        changed = self.health[target].record(ok, error)
+        if changed is None:
+            return
+        if _UP is not None:
+            _UP.labels(api_base=target.api_base).set(1 if changed else 0)
+        if changed:
+            log.warning("engine %s answers again: back in rotation", target.api_base)
+            return
+        released = release_connections(*target.address)
+        if _RELEASED is not None and released:
+            _RELEASED.labels(api_base=target.api_base).inc(released)
+        log.warning(
+            "engine %s out of rotation after %d failed probe(s) (%s); %d connection(s) to it released",
+            target.api_base, self.settings.failures, error, released,
+        )  # fmt: skip
+
+    def _seed_from_router(self) -> None:
+        try:
+            from litellm.proxy.proxy_server import llm_router  # pylint: disable=import-outside-toplevel
+        except ImportError:
+            return
+        if llm_router is not None:
+            self.watch(llm_router.model_list)
+
+    async def async_filter_deployments(
+        self,
+        model: str,
+        healthy_deployments: list,
+        messages: list | None,
+        request_kwargs: dict | None = None,
+        parent_otel_span: Any = None,
+    ) -> list:
+        if not self._tasks:
+            self._seed_from_router()
+        self.watch(healthy_deployments)
+        down = self.down_ids
+        if not down:
+            return healthy_deployments
+        return [d for d in healthy_deployments if str((d.get("model_info") or {}).get("id")) not in down]
+
+
+engine_guard = EngineGuard.from_env()

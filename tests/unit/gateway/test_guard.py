@@ -1,0 +1,176 @@
+"""The engine guard against real loopback engines: one that answers, one frozen, one refusing.
+
+The frozen engine accepts connections and never answers, like a SIGSTOPped vLLM. A connection the
+test holds open to it stands for a live request waiting on it: the guard must release it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from aiswarm.gateway.guard import EngineGuard, Health, Settings, Target, socket_inodes, target_of
+
+OK_BODY = b'{"choices":[{"message":{"content":"x"}}]}'
+
+
+def deployment(
+    ident: str, api_base: str, engine: str | None = "vllm", key: str = "os.environ/ENGINE_KEY"
+) -> dict:
+    info = {"id": ident} | ({"aiswarm_engine": engine} if engine else {})
+    return {
+        "model_name": "swarm-chat",
+        "litellm_params": {"model": "hosted_vllm/swarm-chat", "api_base": api_base, "api_key": key},
+        "model_info": info,
+    }
+
+
+def test_settings_from_the_environment_name_a_bad_variable() -> None:
+    assert Settings.from_env({}) == Settings(1.0, 2.0, 2)
+    assert Settings.from_env({"AISWARM_GUARD_TIMEOUT_S": "1.5", "AISWARM_GUARD_FAILURES": "1"}) == Settings(
+        1.0, 1.5, 1
+    )
+    with pytest.raises(ValueError, match="AISWARM_GUARD_FAILURES: expected a int, got 'two'"):
+        Settings.from_env({"AISWARM_GUARD_FAILURES": "two"})
+    with pytest.raises(ValueError, match="AISWARM_GUARD_INTERVAL_S: expected a positive number"):
+        Settings.from_env({"AISWARM_GUARD_INTERVAL_S": "0"})
+
+
+def test_target_of_a_marked_deployment_resolves_its_key() -> None:
+    target = target_of(deployment("a", "http://10.0.0.2:8000/v1/"), {"ENGINE_KEY": "k1"})
+    assert target == Target("http://10.0.0.2:8000/v1", "swarm-chat", "k1")
+    assert target.address == ("10.0.0.2", 8000)
+    assert "k1" not in repr(target)
+    assert target_of(deployment("b", "http://10.0.0.2:8000/v1", engine=None), {}) is None
+
+
+def test_health_flips_after_n_failures_and_back_after_one_success() -> None:
+    health = Health(failures_needed=2)
+    assert health.record(False, "timeout") is None and health.up
+    assert health.record(False, "timeout") is False and not health.up
+    assert health.record(False, "timeout") is None
+    assert health.record(True) is True and health.up and health.failures == 0
+
+
+def test_socket_inodes_reads_ipv4_and_mapped_ipv6_rows() -> None:
+    # 172.30.57.11:8000 is 0B391EAC:1F40 in /proc/net/tcp (little-endian words).
+    head = "sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode"
+    tail = "00000000:00000000 00:00000000 00000000 999 0"
+    tcp = "\n".join(
+        [
+            head,
+            f"0: 0A391EAC:C350 0B391EAC:1F40 01 {tail} 111",
+            f"1: 0A391EAC:C351 0B391EAC:1F40 06 {tail} 112",
+            f"2: 0A391EAC:C352 0B391EAC:1F41 01 {tail} 113",
+            f"3: 0A391EAC:C353 0C391EAC:1F40 02 {tail} 114",
+        ]
+    )
+    mapped = "0000000000000000FFFF0000{}"
+    tcp6 = f"{head}\n0: {mapped.format('0A391EAC')}:C354 {mapped.format('0B391EAC')}:1F40 08 {tail} 115"
+    # 111 established, 112 TIME_WAIT (ignored), 113 other port, 114 other host, 115 CLOSE_WAIT via IPv6.
+    assert socket_inodes([tcp, tcp6], ["172.30.57.11"], 8000) == {"111", "115"}
+
+
+class Engine:
+    """A loopback engine: answers 200, or freezes (accepts and never answers)."""
+
+    def __init__(self) -> None:
+        self.frozen = False
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> Engine:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                (
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                ),
+                0,
+            )
+            await reader.readexactly(length)
+            while self.frozen:
+                await asyncio.sleep(0.02)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+                % len(OK_BODY)
+            )
+            writer.write(OK_BODY)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def _until(condition, seconds: float = 5.0) -> float:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while not condition():
+        if loop.time() - start > seconds:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+    return loop.time() - start
+
+
+def test_a_frozen_engine_leaves_rotation_its_waiters_are_released_and_it_comes_back() -> None:
+    async def scenario() -> None:
+        primary, fallback = await Engine().start(), await Engine().start()
+        dead = f"http://127.0.0.1:{_free_port()}/v1"
+        guard = EngineGuard(Settings(interval_s=0.05, timeout_s=0.3, failures=1), {"ENGINE_KEY": "k"})
+        group = [deployment("p", primary.api_base), deployment("f", fallback.api_base), deployment("d", dead)]
+        try:
+            assert (
+                await guard.async_filter_deployments("swarm-chat", group, None) == group
+            )  # nothing known yet
+            await _until(lambda: not guard.health[target_of(group[2], guard.environ)].up)  # refused: out
+            assert [
+                d["model_info"]["id"] for d in await guard.async_filter_deployments("m", group, None)
+            ] == ["p", "f"]
+
+            # A live request waiting on the primary when it freezes.
+            reader, writer = await asyncio.open_connection("127.0.0.1", primary.port)
+            primary.frozen = True
+            writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+            await writer.drain()
+            waiter = asyncio.ensure_future(reader.read())
+            took = await _until(lambda: not guard.health[target_of(group[0], guard.environ)].up)
+            assert took < 1.0  # one probe of 0.3 s after at most one interval
+            assert await asyncio.wait_for(waiter, 1.0) == b""  # released: end of stream, no answer
+            writer.close()
+            assert [
+                d["model_info"]["id"] for d in await guard.async_filter_deployments("m", group, None)
+            ] == ["f"]
+
+            primary.frozen = False
+            await _until(lambda: guard.health[target_of(group[0], guard.environ)].up)
+            assert [
+                d["model_info"]["id"] for d in await guard.async_filter_deployments("m", group, None)
+            ] == ["p", "f"]
+        finally:
+            for task in guard._tasks.values():
+                task.cancel()
+            for engine in (primary, fallback):
+                engine.frozen = False
+                engine.server.close()
+
+    asyncio.run(scenario())

@@ -14,8 +14,15 @@ a group, which is exactly the case of a primary group with its fallback in anoth
 What it does, for every deployment the gateway config marks with ``model_info.aiswarm_engine``:
 
 - every `interval_s` it sends a tiny real request (one token of chat completion, a new
-  connection each time) with a timeout of `timeout_s`; `failures` failed probes in a row (no
-  answer in time, a refused connection, any status but 200) take the engine out of rotation:
+  connection each time) with a timeout of `timeout_s`, from a thread of its own, so a gateway
+  whose event loop is saturated cannot make a probe late. A probe that got no answer in time
+  counts as failed only if the engine also shows no sign of life: when any of this process's
+  connections to it received data within the last `timeout_s` (the kernel's
+  ``tcpi_last_data_recv``), the engine is busy, not hung, and the probe counts for nothing;
+  when requests wait on it (sent, nothing received since) and nothing arrived for as long, it
+  is hung now (see `verdict`);
+- `failures` failed probes in a row (no answer in time and no data, a refused connection, any
+  status but 200), or one decisive one, take the engine out of rotation:
   `async_filter_deployments` drops its deployments, so no live request is used as a probe,
   neither when the fault starts nor later (no cooldown expires while it is still hung);
 - on that transition it shuts down this process's connections to the engine (read from
@@ -35,10 +42,11 @@ stream that stops half-way). Settings come from the environment of the gateway's
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
+import struct
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -75,6 +83,8 @@ MARKER = "aiswarm_engine"
 TCP_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
 # /proc/net/tcp states worth shutting down: ESTABLISHED, SYN_SENT, CLOSE_WAIT.
 LIVE_STATES = frozenset({"01", "02", "08"})
+# struct tcp_info (linux/tcp.h): tcpi_last_data_recv, milliseconds since data last arrived.
+TCP_INFO_SIZE, LAST_DATA_SENT_OFFSET, LAST_DATA_RECV_OFFSET = 104, 44, 52
 log = logging.getLogger("aiswarm.guard")
 
 
@@ -138,8 +148,8 @@ class Health:
     failures: int = 0
     last_error: str = ""
 
-    def record(self, ok: bool, error: str = "") -> bool | None:
-        """Record a probe; return the new state when it changed, else None."""
+    def record(self, ok: bool, error: str = "", decisive: bool = False) -> bool | None:
+        """Record a probe (`decisive`: out at once); return the new state when it changed, else None."""
         if ok:
             self.failures, self.last_error = 0, ""
             if not self.up:
@@ -148,7 +158,7 @@ class Health:
             return None
         self.failures += 1
         self.last_error = error
-        if self.up and self.failures >= self.failures_needed:
+        if self.up and (decisive or self.failures >= self.failures_needed):
             self.up = False
             return False
         return None
@@ -179,16 +189,17 @@ def socket_inodes(tables: Iterable[str], addresses: Iterable[str], port: int) ->
     return inodes
 
 
-def release_connections(host: str, port: int, proc: Path = Path("/proc")) -> int:
-    """Shut down this process's TCP connections to host:port; return how many.
+def connections_to(host: str, port: int, proc: Path = Path("/proc")) -> list[socket.socket]:
+    """Duplicates of this process's live TCP connections to host:port (close them after use).
 
-    shutdown() acts on the socket, not on the descriptor, so it is applied through a duplicate
-    that is closed again; whoever owns the socket then reads end-of-stream at once.
+    Found through /proc/net/tcp* (remote address and port -> socket inode) and /proc/self/fd
+    (descriptor -> inode). A duplicate reaches the same socket: getsockopt reads it, shutdown()
+    acts on it for every descriptor.
     """
     try:
         addresses = {info[4][0] for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)}
     except OSError:
-        return 0
+        return []
     tables = []
     for name in TCP_TABLES:
         try:
@@ -196,43 +207,108 @@ def release_connections(host: str, port: int, proc: Path = Path("/proc")) -> int
         except OSError:
             continue
     inodes = socket_inodes(tables, addresses, port)
-    released = 0
+    found = []
     fd_dir = proc / "self" / "fd"
     for entry in os.listdir(fd_dir) if inodes else ():
         try:
-            link = os.readlink(fd_dir / entry)
+            if os.readlink(fd_dir / entry)[8:-1] in inodes:
+                found.append(socket.socket(fileno=os.dup(int(entry))))
         except OSError:
             continue
-        if not (link.startswith("socket:[") and link[8:-1] in inodes):
-            continue
-        try:
-            with socket.socket(fileno=os.dup(int(entry))) as sock:
+    return found
+
+
+def release_connections(host: str, port: int) -> int:
+    """Shut down this process's TCP connections to host:port; return how many.
+
+    Whoever owns each socket then reads end-of-stream at once and fails its request.
+    """
+    released = 0
+    for sock in connections_to(host, port):
+        with sock:
+            try:
                 sock.shutdown(socket.SHUT_RDWR)
-            released += 1
-        except OSError:
-            continue
+                released += 1
+            except OSError:
+                continue
     return released
 
 
-async def probe(client: Any, target: Target, timeout_s: float) -> tuple[bool, str]:
-    """One tiny real request; (ok, why not)."""
+@dataclass(frozen=True)
+class Traffic:
+    """What this process's connections to an engine show, from the kernel's tcp_info."""
+
+    connections: int = 0
+    freshest_data_s: float | None = None  # since any of them last received data
+    waiting: int = 0  # sent since they last received: a request waits for its answer
+
+
+def traffic(host: str, port: int) -> Traffic:
+    """`Traffic` of host:port (tcpi_last_data_sent and tcpi_last_data_recv, per connection)."""
+    received, waiting = [], 0
+    socks = connections_to(host, port)
+    for sock in socks:
+        with sock:
+            try:
+                info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_SIZE)
+            except OSError:
+                continue
+            if len(info) < LAST_DATA_RECV_OFFSET + 4:
+                continue
+            sent_ms = struct.unpack_from("I", info, LAST_DATA_SENT_OFFSET)[0]
+            recv_ms = struct.unpack_from("I", info, LAST_DATA_RECV_OFFSET)[0]
+            received.append(recv_ms / 1000.0)
+            # Equal when the request went out in the same clock tick (jiffy) as the connection was
+            # made, which is when a fresh connection last "received"; an answered request's reply
+            # comes later than the request itself.
+            waiting += sent_ms <= recv_ms
+    return Traffic(len(socks), min(received, default=None), waiting)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    error: str = ""
+    timed_out: bool = False  # no answer within the timeout (as opposed to refused or an error status)
+
+
+def probe(client: Any, target: Target) -> ProbeResult:
+    """One tiny real request through `client` (an httpx.Client whose timeout is the probe's)."""
     headers = {"Authorization": f"Bearer {target.api_key}"} if target.api_key else {}
     body = {"model": target.model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
     try:
-        response = await asyncio.wait_for(
-            client.post(f"{target.api_base}/chat/completions", json=body, headers=headers), timeout_s
-        )
-    except TimeoutError:
-        return False, f"no answer within {timeout_s:g} s"
+        response = client.post(f"{target.api_base}/chat/completions", json=body, headers=headers)
     except Exception as exc:  # pylint: disable=broad-exception-caught  # any transport error is a failed probe
-        return False, f"{type(exc).__name__}: {exc}"[:200]
+        timed_out = "Timeout" in type(exc).__name__
+        error = "no answer within the probe timeout" if timed_out else f"{type(exc).__name__}: {exc}"
+        return ProbeResult(False, error[:200], timed_out)
     if response.status_code != 200:
-        return False, f"HTTP {response.status_code}"
-    return True, ""
+        return ProbeResult(False, f"HTTP {response.status_code}")
+    return ProbeResult(True)
+
+
+def verdict(result: ProbeResult, seen: Traffic, timeout_s: float) -> tuple[bool | None, bool]:
+    """How a probe counts: `(ok, decisive)`; ok None means it counts for nothing.
+
+    A probe that timed out while data still arrives from the engine (within the timeout) is a
+    busy engine or a late gateway, not a hang: it counts for nothing. One that timed out while
+    requests wait on the engine and none of its connections received anything for as long is
+    decisive: the engine is hung now, whatever the failure threshold. Otherwise a timeout is one
+    failure among `failures` (an idle engine: no evidence either way).
+    """
+    if result.ok or not result.timed_out:
+        return result.ok, False
+    if seen.freshest_data_s is not None and seen.freshest_data_s < timeout_s:
+        return None, False
+    return False, seen.waiting > 0
 
 
 class EngineGuard(CustomLogger):
-    """Keeps hung or dead local engines out of rotation; see the module docstring."""
+    """Keeps hung or dead local engines out of rotation; see the module docstring.
+
+    Each engine is probed from a thread of its own, so a gateway whose event loop is saturated
+    cannot make a probe late; the routing filter only reads the result.
+    """
 
     def __init__(self, settings: Settings, environ: Mapping[str, str] = os.environ) -> None:
         super().__init__()
@@ -240,8 +316,9 @@ class EngineGuard(CustomLogger):
         self.environ = environ
         self.targets: dict[Target, set[str]] = {}  # target -> deployment ids
         self.health: dict[Target, Health] = {}
-        self._tasks: dict[Target, asyncio.Task] = {}
-        self._client: Any = None
+        self._threads: dict[Target, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self.stopping = threading.Event()
 
     @classmethod
     def from_env(cls) -> EngineGuard:
@@ -252,32 +329,43 @@ class EngineGuard(CustomLogger):
         return {i for target, ids in self.targets.items() if not self.health[target].up for i in ids}
 
     def watch(self, deployments: Iterable[Mapping[str, Any]]) -> None:
-        """Start probing every marked deployment not watched yet (needs a running event loop)."""
+        """Start probing every marked deployment not watched yet."""
         for deployment in deployments:
             target = target_of(deployment, self.environ)
             if target is None:
                 continue
-            self.targets.setdefault(target, set()).add(str((deployment.get("model_info") or {}).get("id")))
-            if target not in self._tasks:
-                self.health[target] = Health(self.settings.failures)
-                self._tasks[target] = asyncio.get_running_loop().create_task(self._watch(target))
+            ident = str((deployment.get("model_info") or {}).get("id"))
+            if ident in self.targets.get(target, ()):
+                continue
+            with self._lock:
+                self.targets.setdefault(target, set()).add(ident)
+                if target not in self._threads:
+                    self.health[target] = Health(self.settings.failures)
+                    name = f"aiswarm-guard {target.api_base}"
+                    thread = threading.Thread(target=self._watch, args=(target,), name=name, daemon=True)
+                    self._threads[target] = thread
+                    thread.start()
 
-    async def _watch(self, target: Target) -> None:
-        if self._client is None:
-            import httpx  # pylint: disable=import-outside-toplevel  # LiteLLM's own dependency
+    def _watch(self, target: Target) -> None:
+        import httpx  # pylint: disable=import-outside-toplevel  # LiteLLM's own dependency
 
-            self._client = httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0))
-        while True:
-            started = time.monotonic()
-            ok, error = await probe(self._client, target, self.settings.timeout_s)
-            if _PROBE is not None:
-                _PROBE.labels(api_base=target.api_base).observe(time.monotonic() - started)
-            self.apply(target, ok, error)
-            await asyncio.sleep(self.settings.interval_s)
+        limits = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(timeout=self.settings.timeout_s, limits=limits) as client:
+            while not self.stopping.is_set():
+                started = time.monotonic()
+                result = probe(client, target)
+                if _PROBE is not None:
+                    _PROBE.labels(api_base=target.api_base).observe(time.monotonic() - started)
+                self.apply(target, result)
+                self.stopping.wait(self.settings.interval_s)
 
-    def apply(self, target: Target, ok: bool, error: str = "") -> None:
-        """Record a probe outcome and act on a change of state."""
-        changed = self.health[target].record(ok, error)
+    def apply(self, target: Target, result: ProbeResult) -> None:
+        """Count a probe (see `verdict`) and act on a change of state."""
+        seen = traffic(*target.address) if result.timed_out else Traffic()  # /proc is read only then
+        ok, decisive = verdict(result, seen, self.settings.timeout_s)
+        if ok is None:
+            return
+        changed = self.health[target].record(ok, result.error, decisive)
         if changed is None:
             return
         if _UP is not None:
@@ -289,8 +377,9 @@ class EngineGuard(CustomLogger):
         if _RELEASED is not None and released:
             _RELEASED.labels(api_base=target.api_base).inc(released)
         log.warning(
-            "engine %s out of rotation after %d failed probe(s) (%s); %d connection(s) to it released",
-            target.api_base, self.settings.failures, error, released,
+            "engine %s out of rotation (%s%s); %d connection(s) to it released",
+            target.api_base, result.error, ", requests waiting on it received nothing" if decisive else "",
+            released,
         )  # fmt: skip
 
     def _seed_from_router(self) -> None:
@@ -309,7 +398,7 @@ class EngineGuard(CustomLogger):
         request_kwargs: dict | None = None,
         parent_otel_span: Any = None,
     ) -> list:
-        if not self._tasks:
+        if not self._threads:
             self._seed_from_router()
         self.watch(healthy_deployments)
         down = self.down_ids

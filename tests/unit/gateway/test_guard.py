@@ -11,7 +11,18 @@ import socket
 
 import pytest
 
-from aiswarm.gateway.guard import EngineGuard, Health, Settings, Target, socket_inodes, target_of
+from aiswarm.gateway.guard import (
+    EngineGuard,
+    Health,
+    ProbeResult,
+    Settings,
+    Target,
+    Traffic,
+    socket_inodes,
+    target_of,
+    traffic,
+    verdict,
+)
 
 OK_BODY = b'{"choices":[{"message":{"content":"x"}}]}'
 
@@ -54,6 +65,24 @@ def test_health_flips_after_n_failures_and_back_after_one_success() -> None:
     assert health.record(True) is True and health.up and health.failures == 0
 
 
+TIMED_OUT = ProbeResult(False, "no answer", timed_out=True)
+
+
+@pytest.mark.parametrize(
+    ("result", "seen", "expected"),
+    [
+        (ProbeResult(True), Traffic(), (True, False)),
+        (ProbeResult(False, "ConnectError: refused"), Traffic(), (False, False)),  # refused: a failure
+        (TIMED_OUT, Traffic(3, 0.05, 0), (None, False)),  # data arrived 50 ms ago: busy, not hung
+        (TIMED_OUT, Traffic(3, 4.0, 2), (False, True)),  # requests wait, nothing for 4 s: hung now
+        (TIMED_OUT, Traffic(2, 4.0, 0), (False, False)),  # idle pooled connections: one failure
+        (TIMED_OUT, Traffic(), (False, False)),  # no connection: no evidence, one failure
+    ],
+)
+def test_verdict(result: ProbeResult, seen: Traffic, expected: tuple) -> None:
+    assert verdict(result, seen, timeout_s=1.5) == expected
+
+
 def test_socket_inodes_reads_ipv4_and_mapped_ipv6_rows() -> None:
     # 172.30.57.11:8000 is 0B391EAC:1F40 in /proc/net/tcp (little-endian words).
     head = "sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode"
@@ -74,10 +103,12 @@ def test_socket_inodes_reads_ipv4_and_mapped_ipv6_rows() -> None:
 
 
 class Engine:
-    """A loopback engine: answers 200, or freezes (accepts and never answers)."""
+    """A loopback engine: answers 200, or freezes (accepts and never answers), or is busy (answers
+    a probe only after `delay` seconds while it streams a byte every 20 ms to a /stream caller)."""
 
     def __init__(self) -> None:
         self.frozen = False
+        self.delay = 0.0
         self.server: asyncio.Server | None = None
         self.port = 0
 
@@ -98,6 +129,15 @@ class Engine:
                 0,
             )
             await reader.readexactly(length)
+            if head.startswith(b"GET /stream"):
+                writer.write(b"HTTP/1.1 200 OK\r\n\r\n")
+                while True:
+                    while self.frozen:
+                        await asyncio.sleep(0.02)
+                    writer.write(b"x")
+                    await writer.drain()
+                    await asyncio.sleep(0.02)
+            await asyncio.sleep(self.delay)
             while self.frozen:
                 await asyncio.sleep(0.02)
             writer.write(
@@ -132,11 +172,15 @@ async def _until(condition, seconds: float = 5.0) -> float:
     return loop.time() - start
 
 
-def test_a_frozen_engine_leaves_rotation_its_waiters_are_released_and_it_comes_back() -> None:
+@pytest.mark.parametrize("failures", [1, 5])
+def test_a_frozen_engine_leaves_rotation_its_waiters_are_released_and_it_comes_back(failures: int) -> None:
+    """With a request waiting on the frozen engine one timed-out probe is decisive, even when the
+    threshold asks for 5 failures (an idle engine would need them)."""
+
     async def scenario() -> None:
         primary, fallback = await Engine().start(), await Engine().start()
         dead = f"http://127.0.0.1:{_free_port()}/v1"
-        guard = EngineGuard(Settings(interval_s=0.05, timeout_s=0.3, failures=1), {"ENGINE_KEY": "k"})
+        guard = EngineGuard(Settings(interval_s=0.05, timeout_s=0.3, failures=failures), {"ENGINE_KEY": "k"})
         group = [deployment("p", primary.api_base), deployment("f", fallback.api_base), deployment("d", dead)]
         try:
             assert (
@@ -167,10 +211,41 @@ def test_a_frozen_engine_leaves_rotation_its_waiters_are_released_and_it_comes_b
                 d["model_info"]["id"] for d in await guard.async_filter_deployments("m", group, None)
             ] == ["p", "f"]
         finally:
-            for task in guard._tasks.values():
-                task.cancel()
+            guard.stopping.set()
             for engine in (primary, fallback):
                 engine.frozen = False
                 engine.server.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_busy_engine_that_streams_stays_in_rotation_until_its_streams_stop() -> None:
+    """Probes that time out while a live stream from the engine still receives data count for
+    nothing: under load the engine (or the gateway's event loop) is slow, not hung."""
+
+    async def scenario() -> None:
+        engine = await Engine().start()
+        engine.delay = 1.0  # every probe times out (0.3 s)
+        guard = EngineGuard(Settings(interval_s=0.05, timeout_s=0.3, failures=1), {"ENGINE_KEY": "k"})
+        group = [deployment("p", engine.api_base)]
+        target = target_of(group[0], guard.environ)
+        reader, writer = await asyncio.open_connection("127.0.0.1", engine.port)
+        writer.write(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n")
+        await writer.drain()
+        drain = asyncio.ensure_future(reader.read())  # the live request, reading its stream
+        try:
+            await guard.async_filter_deployments("m", group, None)
+            await asyncio.sleep(1.5)  # several timed-out probes
+            assert guard.health[target].up
+            assert traffic(*target.address).freshest_data_s < 0.3  # the stream still receives
+            engine.frozen = True  # the stream stops too: now it is hung
+            await _until(lambda: not guard.health[target].up)
+            await asyncio.wait_for(drain, 1.0)  # released: the live stream ends at once
+        finally:
+            guard.stopping.set()
+            drain.cancel()
+            writer.close()
+            engine.frozen = False
+            engine.server.close()
 
     asyncio.run(scenario())

@@ -268,16 +268,16 @@ LAB_CONFIG: dict[str, Any] = {
 }
 
 # `systemctl show --property=User --property=Environment --property=EnvironmentFiles
-# --property=ExecStart litellm` on a converged gateway (molecule litellm scenario).
+# --property=ExecStart litellm` on a converged gateway (the litellm Molecule scenario's unit).
 SYSTEMCTL_SHOW = """\
-User=litellm
+ExecStart={ path=/opt/aiswarm/venvs/litellm/bin/litellm ; argv[]=/opt/aiswarm/venvs/litellm/bin/litellm \
+--config /etc/aiswarm/litellm/config.yaml --host 172.17.0.2 --port 4000 --num_workers 1 ; ignore_errors=no ; \
+start_time=[Wed 2026-12-02 14:57:00 UTC] ; stop_time=[n/a] ; pid=5540 ; code=(null) ; status=0/0 }
 Environment=LITELLM_LOCAL_MODEL_COST_MAP=True PROMETHEUS_MULTIPROC_DIR=/run/litellm/prometheus \
 AISWARM_ROUTER_RULES=/etc/aiswarm/litellm/router.yaml \
 AISWARM_ROUTER_DECISIONS_LOG=/var/lib/litellm/router-decisions.jsonl
 EnvironmentFiles=/etc/aiswarm/litellm/litellm.env (ignore_errors=no)
-ExecStart={ path=/opt/aiswarm/venvs/litellm/bin/litellm ; argv[]=/opt/aiswarm/venvs/litellm/bin/litellm \
---config /etc/aiswarm/litellm/config.yaml --host 10.0.2.15 --port 4000 --num_workers 1 ; ignore_errors=no ; \
-start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }
+User=litellm
 """
 
 

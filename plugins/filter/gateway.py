@@ -80,9 +80,65 @@ def _env_ref(value: Any, field: str) -> str:
     return f"os.environ/{value}"
 
 
+def env_var_name(*parts: str | int) -> str:
+    """The one rule for the names of key variables: ``AISWARM_<PARTS>``, upper case, '_' for the rest."""
+    return re.sub(r"[^A-Z0-9_]", "_", "_".join(["AISWARM", *map(str, parts)]).upper())
+
+
 def env_var_for_key(provider: str, index: int) -> str:
     """Environment variable that carries key number `index` of `provider`."""
-    return f"AISWARM_{re.sub(r'[^A-Z0-9]', '_', provider.upper())}_API_KEY_{index}"
+    return env_var_name(provider, "API_KEY", index)
+
+
+def env_var_for_engine_key(engine: str, host: str) -> str:
+    """Environment variable that carries the API key of `engine` on inventory host `host`."""
+    return env_var_name(engine, host, "API_KEY")
+
+
+def _address(host: str, hostvars: Mapping[str, Any]) -> str:
+    """The host's private address, else its default IPv4 address from facts, else its name."""
+    if hostvars.get("swarm_private_address"):
+        return str(hostvars["swarm_private_address"])
+    facts = hostvars.get("ansible_facts") or {}
+    return str((facts.get("default_ipv4") or {}).get("address") or host)
+
+
+def gateway_endpoints(
+    engine_hosts: Any, hostvars: Any, defaults: Any, group: str
+) -> dict[str, list[dict[str, Any]]]:
+    """Resolve the inventory's engine hosts into the endpoints input of ``litellm_config``.
+
+    ``engine_hosts`` maps each engine to inventory host names, ``hostvars`` is Ansible's
+    ``hostvars``, ``defaults`` maps each engine to ``{port, model}``. A host's own
+    ``<engine>_port`` and ``<engine>_served_model_name`` win over the defaults; its address is
+    ``swarm_private_address``, else ``ansible_facts.default_ipv4.address``, else its name. A host
+    with a non-empty ``<engine>_api_key`` gets ``api_key_env`` (the key itself is never returned).
+    Returns ``{engine: [{host, api_base, model, group[, api_key_env]}]}`` for every engine.
+    """
+    if not isinstance(engine_hosts, Mapping):
+        raise AnsibleFilterError(
+            "gateway_endpoints: engine_hosts must be a dict of engine -> host names, "
+            f"got {type(engine_hosts).__name__}"
+        )
+    unknown = sorted(set(engine_hosts) - set(ENGINES))
+    if unknown:
+        raise AnsibleFilterError(f"gateway_endpoints: unknown engines {unknown}; allowed: {list(ENGINES)}")
+    result: dict[str, list[dict[str, Any]]] = {}
+    for engine in ENGINES:
+        result[engine] = []
+        for host in engine_hosts.get(engine) or []:
+            hv = hostvars[host]
+            port = hv.get(f"{engine}_port", defaults[engine]["port"])
+            endpoint = {
+                "host": host,
+                "api_base": f"http://{_address(host, hv)}:{port}/v1",
+                "model": hv.get(f"{engine}_served_model_name", defaults[engine]["model"]),
+                "group": group,
+            }
+            if hv.get(f"{engine}_api_key"):
+                endpoint["api_key_env"] = env_var_for_engine_key(engine, host)
+            result[engine].append(endpoint)
+    return result
 
 
 def _nonneg_int(settings: Mapping[str, Any], key: str) -> int:
@@ -314,7 +370,8 @@ def _redis(settings: dict[str, Any]) -> dict[str, Any] | None:
 def litellm_config(catalog: Any, endpoints: Any, settings: Any = None) -> dict[str, Any]:
     """Build the LiteLLM proxy config.yaml data from the catalog and the inference endpoints.
 
-    Returns ``{"config": <config.yaml dict>, "warnings": [str], "env": {VAR: {provider, index}}}``.
+    Returns ``{"config": <config.yaml dict>, "warnings": [str], "env": {VAR: ref}}``, where ``ref``
+    is ``{provider, index}`` for a provider key and ``{engine, host}`` for an engine key.
 
     - Each ``local`` group gets one deployment per vLLM endpoint serving it (LiteLLM balances
       across them); llama.cpp endpoints form ``<name>-fallback``. Without any vLLM endpoint (the
@@ -325,7 +382,8 @@ def litellm_config(catalog: Any, endpoints: Any, settings: Any = None) -> dict[s
       has no key are dropped with a warning.
     - Keys are never inlined: ``api_key`` is ``os.environ/AISWARM_<PROVIDER>_API_KEY_<i>`` and
       ``env`` maps each such variable to the provider and index in
-      ``settings.providers.<provider>.api_keys`` so the role can write an EnvironmentFile.
+      ``settings.providers.<provider>.api_keys`` so the role can write an EnvironmentFile; each
+      endpoint's ``api_key_env`` maps to its engine and host (the key is that host's ``<engine>_api_key``).
     - Fallbacks of a local group: its ``-fallback`` group, then the kept cloud groups whose tier
       is in ``settings.fallback_tiers`` (tier order, then catalog order).
     """
@@ -354,6 +412,12 @@ def litellm_config(catalog: Any, endpoints: Any, settings: Any = None) -> dict[s
                     f"endpoints.{engine}[{i}] (host {ep['host']}) serves '{group}', which no local catalog "
                     f"entry with engine {engine} names; it was left out"
                 )
+
+    # Engine keys after the provider keys, in endpoint order; the role resolves them from the host.
+    for engine, items in eps.items():
+        for ep in items:
+            if ep.get("api_key_env"):
+                b.env[ep["api_key_env"]] = {"engine": engine, "host": ep["host"]}
 
     cloud_order = [e["name"] for t in conf["fallback_tiers"] for e in kept_cloud if e["tier"] == t]
     fallbacks = [
@@ -416,4 +480,4 @@ class FilterModule:
     """Gateway configuration filters."""
 
     def filters(self) -> dict[str, Any]:
-        return {"litellm_config": litellm_config}
+        return {"litellm_config": litellm_config, "gateway_endpoints": gateway_endpoints}

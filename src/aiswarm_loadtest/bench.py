@@ -19,13 +19,17 @@ Steps, in order (`--steps` picks some; each writes its raw output under `--out`)
   overloads the gateway on purpose).
 
 Everything measured goes to `<out>/bench.json` and `<out>/bench.md`; with `--docs`, the Markdown
-replaces the section between the `bench:begin` and `bench:end` markers of that file. Exit 0
-when every step ran (whether or not its gates passed), 1 when a step could not run.
+replaces the section between the `bench:begin` and `bench:end` markers of that file.
+
+Exit codes: 0 when every step ran (whether or not its gates passed), 1 when a step could not
+run, 2 when nothing ran because the set-up is wrong (an unknown step, no gateway key in
+`--api-key-env`, no `--scenarios`).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as dt
 import functools
 import json
@@ -35,7 +39,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -53,6 +57,15 @@ STEPS = ("calibrate", "overhead", "load", "chaos", "rate")
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 BENCH_UNIT = "aiswarm-bench-gateway"
 BENCH_DIR = "/run/aiswarm-bench"
+# What the bench gateway copies from the lab gateway (the litellm role's _litellm_service and
+# _litellm_config_file).
+GATEWAY_UNIT = "litellm"
+GATEWAY_CONFIG = "/etc/aiswarm/litellm/config.yaml"
+# The bench gateway's own files, so the lab gateway's metrics and decisions log stay apart.
+BENCH_ENV_OVERRIDES = {
+    "PROMETHEUS_MULTIPROC_DIR": f"{BENCH_DIR}/prometheus",
+    "AISWARM_ROUTER_DECISIONS_LOG": f"{BENCH_DIR}/decisions.jsonl",
+}
 
 
 class BenchError(RuntimeError):
@@ -94,8 +107,13 @@ def _steps(text: str) -> list[str]:
     return [s for s in STEPS if s in steps]  # always in the canonical order
 
 
-def _run(argv: Sequence[str], *, timeout: float, log: Path | None = None) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
+def _run(
+    argv: Sequence[str], *, timeout: float = 60, log: Path | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Every command of the bench goes through here: output captured as text, never raises on exit."""
+    proc = subprocess.run(
+        list(argv), input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+    )
     if log is not None:
         log.write_text(f"$ {shlex.join(argv)}\n{proc.stdout}\n{proc.stderr}", encoding="utf-8")
     return proc
@@ -128,17 +146,12 @@ def machine() -> dict[str, Any]:
         mem_kb = 0
     gpu = "none"
     try:
-        proc = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=20, check=False,
-        )  # fmt: skip
+        proc = _run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"], timeout=20)
         if proc.returncode == 0 and proc.stdout.strip():
             gpu = "; ".join(proc.stdout.strip().splitlines())
     except (OSError, subprocess.TimeoutExpired):
         pass
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
+    commit = _run(["git", "rev-parse", "--short", "HEAD"], timeout=20).stdout.strip()
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": model or platform.machine(),
@@ -150,6 +163,62 @@ def machine() -> dict[str, Any]:
         "commit": commit,
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+# -- the bench gateway's pure parts ----------------------------------------------------------
+# What the bench gateway takes over from the lab gateway's unit.
+UNIT_PROPERTIES = ("User", "Environment", "EnvironmentFiles", "ExecStart")
+
+
+def bench_gateway_config(config: dict[str, Any], backend_url: str, model: str) -> dict[str, Any]:
+    """The lab gateway's config with one deployment of `model` on the reference backend.
+
+    No fallbacks and no per-group retry policy: they name groups this config no longer has.
+    The input is not changed.
+    """
+    config = copy.deepcopy(config)
+    config["model_list"] = [
+        {
+            "model_name": model,
+            "litellm_params": {
+                "model": "openai/reference",
+                "api_base": f"{backend_url}/v1",
+                "api_key": "none",
+                "stream_timeout": 30,
+            },
+            "model_info": {"id": "bench.reference"},
+        }
+    ]
+    router = config.get("router_settings") or {}
+    for key in ("fallbacks", "model_group_retry_policy"):
+        router.pop(key, None)
+    return config
+
+
+def parse_systemctl_show(text: str) -> dict[str, str]:
+    """`systemctl show --property=...` output (``Name=value`` lines) as a dict."""
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def exec_path(exec_start: str) -> str:
+    """The program of a unit's ExecStart as `systemctl show` prints it.
+
+    The value reads ``{ path=/opt/x/bin/litellm ; argv[]=/opt/x/bin/litellm --config ... ; ... }``.
+    """
+    if "path=" not in exec_start:
+        raise BenchError(f"{GATEWAY_UNIT}: no ExecStart path in {exec_start!r}")
+    return exec_start.split("path=", 1)[1].split(" ;", 1)[0].strip()
+
+
+def bench_unit_properties(show: dict[str, str], overrides: dict[str, str]) -> list[str]:
+    """systemd-run properties of the bench gateway: the lab gateway's account, environment files
+    and environment, with `overrides` replacing those variables, CPU accounting on."""
+    env = [e for e in show.get("Environment", "").split() if e.split("=", 1)[0] not in overrides]
+    env += [f"{k}={v}" for k, v in overrides.items()]
+    props = [f"User={show.get('User') or 'litellm'}", "CPUAccounting=yes", f"WorkingDirectory={BENCH_DIR}"]
+    props += [f"EnvironmentFile={f}" for f in show.get("EnvironmentFiles", "").split() if f.startswith("/")]
+    props += [f"Environment={e}" for e in env]
+    return props
 
 
 class Bench:
@@ -194,13 +263,23 @@ class Bench:
             "gates": gates,
         }
 
-    def docker(self, *argv: str, stdin: str | None = None, timeout: float = 60) -> str:
+    def docker_run(
+        self, *argv: str, stdin: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """`docker exec` on the gateway node, whatever its exit code."""
         if not self.container.startswith(self.args.lab_prefix):
             raise BenchError(f"{self.container}: not a lab container")
         cmd = ["docker", "exec", *(["-i"] if stdin is not None else []), self.container, *argv]
-        proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+        return _run(cmd, stdin=stdin, timeout=timeout)
+
+    def docker(self, *argv: str, stdin: str | None = None, timeout: float = 60) -> str:
+        """`docker exec` on the gateway node; its output, or BenchError when it fails."""
+        proc = self.docker_run(*argv, stdin=stdin, timeout=timeout)
         if proc.returncode != 0:
-            raise BenchError(f"{shlex.join(cmd)}: exit {proc.returncode}: {proc.stderr.strip()[-400:]}")
+            raise BenchError(
+                f"docker exec {self.container} {shlex.join(argv)}: exit {proc.returncode}: "
+                f"{proc.stderr.strip()[-400:]}"
+            )
         return proc.stdout
 
     # -- steps ------------------------------------------------------------------------------
@@ -216,10 +295,9 @@ class Bench:
 
     def _gateway_address(self) -> tuple[str, str]:
         try:
-            raw = subprocess.run(
-                ["docker", "inspect", "--format", "{{json .NetworkSettings.Networks}}", self.container],
-                capture_output=True, text=True, check=False,
-            ).stdout  # fmt: skip
+            raw = _run(
+                ["docker", "inspect", "--format", "{{json .NetworkSettings.Networks}}", self.container]
+            ).stdout
         except OSError as exc:
             raise BenchError(f"docker: {exc} (the bench runs against the lab: make lab)") from exc
         networks = json.loads(raw or "null") or {}
@@ -229,32 +307,13 @@ class Bench:
         raise BenchError(f"{self.container}: no address on a Docker network (is the lab up?)")
 
     def _start_bench_gateway(self, backend_url: str, address: str, port: int) -> None:
-        config = yaml.safe_load(self.docker("cat", "/etc/aiswarm/litellm/config.yaml"))
-        config["model_list"] = [
-            {
-                "model_name": self.args.model,
-                "litellm_params": {
-                    "model": "openai/reference",
-                    "api_base": f"{backend_url}/v1",
-                    "api_key": "none",
-                    "stream_timeout": 30,
-                },
-                "model_info": {"id": "bench.reference"},
-            }
-        ]
-        router = config.get("router_settings") or {}
-        for key in ("fallbacks", "model_group_retry_policy"):
-            router.pop(key, None)
-        env = self.docker("systemctl", "show", "-p", "Environment", "--value", "litellm").split()
-        env_files = self.docker("systemctl", "show", "-p", "EnvironmentFiles", "--value", "litellm").split()
-        user = self.docker("systemctl", "show", "-p", "User", "--value", "litellm").strip() or "litellm"
-        overrides = {
-            "PROMETHEUS_MULTIPROC_DIR": f"{BENCH_DIR}/prometheus",
-            "AISWARM_ROUTER_DECISIONS_LOG": f"{BENCH_DIR}/decisions.jsonl",
-        }
-        env = [e for e in env if e.split("=", 1)[0] not in overrides] + [
-            f"{k}={v}" for k, v in overrides.items()
-        ]
+        config = bench_gateway_config(
+            yaml.safe_load(self.docker("cat", GATEWAY_CONFIG)), backend_url, self.args.model
+        )
+        show = parse_systemctl_show(
+            self.docker("systemctl", "show", *(f"--property={p}" for p in UNIT_PROPERTIES), GATEWAY_UNIT)
+        )
+        user = show.get("User") or "litellm"
         if self._unit_active():
             self.docker("systemctl", "stop", BENCH_UNIT, timeout=60)
         self.docker(
@@ -264,23 +323,20 @@ class Bench:
             "sh", "-c", f"cat > {BENCH_DIR}/config.yaml", stdin=yaml.safe_dump(config, sort_keys=False)
         )
         self.docker("chown", user, f"{BENCH_DIR}/config.yaml")
-        props = [f"User={user}", "CPUAccounting=yes", f"WorkingDirectory={BENCH_DIR}"]
-        props += [f"EnvironmentFile={f}" for f in env_files if f.startswith("/")]
-        props += [f"Environment={e}" for e in env]
-        exe = (
-            self.docker("systemctl", "show", "-p", "ExecStart", "--value", "litellm")
-            .split("path=")[1]
-            .split(" ;")[0]
-        )
-        argv = ["systemd-run", f"--unit={BENCH_UNIT}", *(f"--property={p}" for p in props), exe,
+        argv = ["systemd-run", f"--unit={BENCH_UNIT}",
+                *(f"--property={p}" for p in bench_unit_properties(show, BENCH_ENV_OVERRIDES)),
+                exec_path(show.get("ExecStart", "")),
                 "--config", f"{BENCH_DIR}/config.yaml", "--host", address, "--port", str(port)]  # fmt: skip
         self.docker(*argv)
-        deadline = time.monotonic() + 180
+        self._wait_answering(address, port)
+
+    def _wait_answering(self, address: str, port: int, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            proc = subprocess.run(
+            proc = _run(
                 ["curl", "-fsS", "-o", "/dev/null", "-H", f"Authorization: Bearer {self.key}",
                  f"http://{address}:{port}/v1/models"],
-                capture_output=True, check=False,
+                timeout=30,
             )  # fmt: skip
             if proc.returncode == 0:
                 return
@@ -288,13 +344,10 @@ class Bench:
                 log = self.docker("journalctl", "-u", BENCH_UNIT, "-n", "30", "--no-pager")
                 raise BenchError(f"{BENCH_UNIT} exited before it answered:\n{log}")
             time.sleep(2)
-        raise BenchError(f"{BENCH_UNIT} did not answer on {address}:{port} within 180 s")
+        raise BenchError(f"{BENCH_UNIT} did not answer on {address}:{port} within {timeout:.0f} s")
 
     def _unit_active(self) -> bool:
-        proc = subprocess.run(
-            ["docker", "exec", self.container, "systemctl", "is-active", "--quiet", BENCH_UNIT], check=False
-        )
-        return proc.returncode == 0
+        return self.docker_run("systemctl", "is-active", "--quiet", BENCH_UNIT).returncode == 0
 
     def _cpu_s(self) -> float:
         """CPU seconds (user + system) used so far by the bench gateway's main process and children.
@@ -441,9 +494,14 @@ def _run_row(label: str, run: dict[str, Any]) -> str:
     )
 
 
-def render(report: dict[str, Any], command: str) -> str:
-    m, steps = report["machine"], report["steps"]
-    lines = [
+RUN_HEAD = [
+    "| run | users | req/s | TTFT p50 | TTFT p95 | TTFT p99 | e2e p95 | failed |",
+    "|---|---|---|---|---|---|---|---|",
+]
+
+
+def render_machine(m: dict[str, Any], command: str) -> list[str]:
+    return [
         f"## Benchmark run of {m['date']} (`{command}`)",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, GPU: {m['gpu']}; kernel "
@@ -451,103 +509,128 @@ def render(report: dict[str, Any], command: str) -> str:
         "three nodes, their engines, the gateway and the load generator share these cores.",
         "",
     ]
-    head = (
-        "| run | users | req/s | TTFT p50 | TTFT p95 | TTFT p99 | e2e p95 | failed |\n"
-        "|---|---|---|---|---|---|---|---|"
+
+
+def render_error(name: str, data: dict[str, Any]) -> list[str]:
+    return [f"### {name}", "", f"Could not run: {data['error']}", ""]
+
+
+def render_calibrate(data: dict[str, Any]) -> list[str]:
+    return [
+        "### Harness error (reference backend, 50 users, 30 s)",
+        "",
+        f"Configured TTFT {data['ttft_configured_ms']:g} ms; "
+        f"measured p50 {data['ttft_p50_ms']:.2f} ms "
+        f"(error **{data['error_ms']:+.2f} ms**, tolerance {data['tolerance_ms']:g} ms: "
+        f"{'within' if data['within'] else 'outside'}), p95 {data['ttft_p95_ms']:.2f} ms; ITL "
+        f"{data['itl_p50_ms']:.2f} ms against {data['itl_configured_ms']:g}; send lag p95 "
+        f"{data['send_lag_p95_ms']:.2f} ms; {data['requests']} requests; load average "
+        f"{[round(x, 1) for x in data['load_average']]}.",
+        "",
+    ]
+
+
+def _overhead_line(users: int, direct: dict[str, Any] | None, gateway: dict[str, Any] | None) -> list[str]:
+    """What the gateway adds at the TTFT median for one user count (nothing without both medians)."""
+    if not direct or not gateway:
+        return []
+    d, g = direct["summary"], gateway["summary"]
+    if d["ttft"]["p50"] is None or g["ttft"]["p50"] is None:
+        return []
+    extra = (g["ttft"]["p50"] - d["ttft"]["p50"]) * 1000
+    cores = gateway.get("gateway_cpu_cores")
+    cpu = f"; the gateway process used {cores:.2f} cores" if cores is not None else ""
+    return [
+        f"- {users} stream(s): the gateway adds {extra:.1f} ms at the TTFT median "
+        f"({g['rps']:.1f} vs {d['rps']:.1f} req/s{cpu})."
+    ]
+
+
+def render_overhead(data: dict[str, Any]) -> list[str]:
+    b = data["backend"]
+    lines = [
+        "### Gateway overhead, same backend (reference backend: TTFT "
+        f"{b['ttft_ms']} ms, ITL {b['itl_ms']} ms, {b['tokens']} tokens)",
+        "",
+        *RUN_HEAD,
+        *(_run_row(r["path"], r) for r in data["runs"]),
+        "",
+    ]
+    by = {(r["path"], r["users"]): r for r in data["runs"]}
+    for users in (1, 50):
+        lines += _overhead_line(users, by.get(("direct", users)), by.get(("gateway", users)))
+    return [*lines, ""]
+
+
+def _render_run(name: str, title: str, data: dict[str, Any]) -> list[str]:
+    lines = [f"### {title} (exit {data['exit']})", "", *RUN_HEAD, _run_row(name, data), ""]
+    failures = data["summary"].get("failures") or {}
+    if failures:
+        classes = ", ".join(f"{k} {v}" for k, v in sorted(failures.items()))
+        lines += [f"Failed requests by class: {classes}.", ""]
+    lines += [f"- {g}" if g.startswith("WARNING") else f"- gate {g}" for g in data["gates"]]
+    return [*lines, ""]
+
+
+def render_load(data: dict[str, Any]) -> list[str]:
+    return _render_run("load", "50 streaming users through the gateway", data)
+
+
+def render_rate(data: dict[str, Any]) -> list[str]:
+    return _render_run("rate", "Open loop: offered rate through the gateway", data)
+
+
+def _chaos_row(sc: dict[str, Any]) -> str:
+    me = sc.get("measurements") or {}
+    av = me.get("availability") or {}
+    failed_gates = ", ".join(
+        f"{g['name']} ({g['detail']})" if g.get("detail") else g["name"]
+        for g in sc.get("gates") or []
+        if not g.get("passed")
     )
-    for name, data in steps.items():
-        if "error" in data:
-            lines += [f"### {name}", "", f"Could not run: {data['error']}", ""]
-            continue
-        if name == "calibrate":
-            lines += [
-                "### Harness error (reference backend, 50 users, 30 s)",
-                "",
-                f"Configured TTFT {data['ttft_configured_ms']:g} ms; "
-                f"measured p50 {data['ttft_p50_ms']:.2f} ms "
-                f"(error **{data['error_ms']:+.2f} ms**, tolerance {data['tolerance_ms']:g} ms: "
-                f"{'within' if data['within'] else 'outside'}), p95 {data['ttft_p95_ms']:.2f} ms; ITL "
-                f"{data['itl_p50_ms']:.2f} ms against {data['itl_configured_ms']:g}; send lag p95 "
-                f"{data['send_lag_p95_ms']:.2f} ms; {data['requests']} requests; load average "
-                f"{[round(x, 1) for x in data['load_average']]}.",
-                "",
-            ]
-        elif name == "overhead":
-            b = data["backend"]
-            lines += [
-                "### Gateway overhead, same backend (reference backend: TTFT "
-                f"{b['ttft_ms']} ms, ITL {b['itl_ms']} ms, {b['tokens']} tokens)",
-                "",
-                head,
-            ]
-            by = {(r["path"], r["users"]): r for r in data["runs"]}
-            for r in data["runs"]:
-                lines.append(_run_row(f"{r['path']}", r))
-            lines.append("")
-            for users in (1, 50):
-                d, g = by.get(("direct", users)), by.get(("gateway", users))
-                if (
-                    d
-                    and g
-                    and d["summary"]["ttft"]["p50"] is not None
-                    and g["summary"]["ttft"]["p50"] is not None
-                ):
-                    extra = (g["summary"]["ttft"]["p50"] - d["summary"]["ttft"]["p50"]) * 1000
-                    cores = g.get("gateway_cpu_cores")
-                    cpu = f"; the gateway process used {cores:.2f} cores" if cores is not None else ""
-                    lines.append(
-                        f"- {users} stream(s): the gateway adds {extra:.1f} ms at the TTFT median "
-                        f"({g['summary']['rps']:.1f} vs {d['summary']['rps']:.1f} req/s{cpu})."
-                    )
-            lines.append("")
-        elif name in ("load", "rate"):
-            title = (
-                "50 streaming users through the gateway"
-                if name == "load"
-                else ("Open loop: offered rate through the gateway")
-            )
-            lines += [f"### {title} (exit {data['exit']})", "", head, _run_row(name, data), ""]
-            failures = data["summary"].get("failures") or {}
-            if failures:
-                lines += [
-                    "Failed requests by class: "
-                    + ", ".join(f"{k} {v}" for k, v in sorted(failures.items()))
-                    + ".",
-                    "",
-                ]
-            lines += [f"- {g}" if g.startswith("WARNING") else f"- gate {g}" for g in data["gates"]] + [""]
-        elif name == "chaos":
-            lines += [
-                "### Chaos matrix",
-                "",
-                "| scenario | outcome | failed (fault) | failed (run) | failover | hung routing | failback | "
-                "recovery | broken streams | downtime | budget burned | failed gates |",
-                "|---|---|---|---|---|---|---|---|---|---|---|---|",
-            ]
-            for sc in data["scenarios"]:
-                me = sc.get("measurements") or {}
-                av = me.get("availability") or {}
-                failed_gates = ", ".join(
-                    f"{g['name']} ({g['detail']})" if g.get("detail") else g["name"]
-                    for g in sc.get("gates") or []
-                    if not g.get("passed")
-                )
-                budget = av.get("error_budget_burned")
-                lines.append(
-                    f"| {sc['scenario']} | {sc['outcome']} | {me.get('failed_during_fault', 'n/a')} "
-                    f"| {me.get('failed_total', 'n/a')} of {me.get('requests_total', 'n/a')} "
-                    f"| {_s(me.get('failover_s'))} | {_s(me.get('hung_routing_s'))} "
-                    f"| {_s(me.get('failback_s'))} "
-                    f"| {_s(me.get('recovery_s'))} | {me.get('broken_streams', 'n/a')} "
-                    f"| {_s(av.get('downtime_s'))} | {'n/a' if budget is None else f'{budget:.2%}'} "
-                    f"| {failed_gates or '-'} |"
-                )
-            lines.append("")
-            for sc in data["scenarios"]:
-                if sc["outcome"] not in ("passed", "failed") and sc.get("notes"):
-                    notes = " ".join("; ".join(sc["notes"]).split())  # one line, whatever the command printed
-                    lines.append(f"- {sc['scenario']} ({sc['outcome']}): {notes}")
-            lines.append("")
+    budget = av.get("error_budget_burned")
+    return (
+        f"| {sc['scenario']} | {sc['outcome']} | {me.get('failed_during_fault', 'n/a')} "
+        f"| {me.get('failed_total', 'n/a')} of {me.get('requests_total', 'n/a')} "
+        f"| {_s(me.get('failover_s'))} | {_s(me.get('hung_routing_s'))} "
+        f"| {_s(me.get('failback_s'))} "
+        f"| {_s(me.get('recovery_s'))} | {me.get('broken_streams', 'n/a')} "
+        f"| {_s(av.get('downtime_s'))} | {'n/a' if budget is None else f'{budget:.2%}'} "
+        f"| {failed_gates or '-'} |"
+    )
+
+
+def render_chaos(data: dict[str, Any]) -> list[str]:
+    lines = [
+        "### Chaos matrix",
+        "",
+        "| scenario | outcome | failed (fault) | failed (run) | failover | hung routing | failback | "
+        "recovery | broken streams | downtime | budget burned | failed gates |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *(_chaos_row(sc) for sc in data["scenarios"]),
+        "",
+    ]
+    for sc in data["scenarios"]:
+        if sc["outcome"] not in ("passed", "failed") and sc.get("notes"):
+            notes = " ".join("; ".join(sc["notes"]).split())  # one line, whatever the command printed
+            lines.append(f"- {sc['scenario']} ({sc['outcome']}): {notes}")
+    return [*lines, ""]
+
+
+# One renderer per step, each returning its Markdown lines (as Locust's get_*_summary functions).
+RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "calibrate": render_calibrate,
+    "overhead": render_overhead,
+    "load": render_load,
+    "chaos": render_chaos,
+    "rate": render_rate,
+}
+
+
+def render(report: dict[str, Any], command: str) -> str:
+    lines = render_machine(report["machine"], command)
+    for name, data in report["steps"].items():
+        lines += render_error(name, data) if "error" in data else RENDERERS[name](data)
     return "\n".join(lines).rstrip() + "\n"
 
 

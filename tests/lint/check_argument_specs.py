@@ -2,7 +2,9 @@
 
 Every public default must be described in the spec (so it is validated and documented), and
 every spec option must either have a default or be marked required (so nothing is silently
-undefined). Run from the repository root: `python tests/lint/check_argument_specs.py`.
+undefined). A spec may repeat a default for the role's documentation, but only with the value of
+defaults/main.yml, and not where that value is a template (the spec could only show the template
+text, and a copy would drift). Run from the repository root: `python tests/lint/check_argument_specs.py`.
 """
 
 from __future__ import annotations
@@ -36,7 +38,26 @@ def check_role(role: Path) -> list[str]:
             problems.append(f"{role.name}: option '{name}' has no description")
         if not name.startswith(f"{role.name}_"):
             problems.append(f"{role.name}: option '{name}' is not prefixed with '{role.name}_'")
+        problems += _default_drift(role.name, name, option, defaults)
     return problems
+
+
+def _is_template(value: object) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def _default_drift(role: str, name: str, option: dict, defaults: dict) -> list[str]:
+    """A spec `default:` that differs from defaults/main.yml, or repeats a templated default."""
+    if "default" not in option or name not in defaults:
+        return []
+    if _is_template(defaults[name]):
+        return [f"{role}: option '{name}' repeats a templated default in the spec; remove the spec's default"]
+    if option["default"] != defaults[name]:
+        return [
+            f"{role}: option '{name}' has default {option['default']!r} in the spec but "
+            f"{defaults[name]!r} in defaults/main.yml"
+        ]
+    return []
 
 
 def main() -> int:

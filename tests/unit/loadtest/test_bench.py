@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from aiswarm_loadtest import bench
 
@@ -207,3 +208,128 @@ def test_gate_lines_are_read_from_the_locust_output() -> None:
 
 def test_steps_run_in_the_canonical_order() -> None:
     assert bench._steps("rate,calibrate,chaos") == ["calibrate", "chaos", "rate"]
+
+
+# -- one renderer per step ----------------------------------------------------------------------
+def test_render_dispatches_every_step_to_its_own_renderer() -> None:
+    assert set(bench.RENDERERS) == set(bench.STEPS)
+    steps = {k: v for k, v in REPORT["steps"].items() if "error" not in v}
+    text = bench.render({"machine": REPORT["machine"], "steps": steps}, "c")
+    for name, data in steps.items():
+        assert "\n".join(bench.RENDERERS[name](data)).strip() in text
+
+
+def test_render_overhead_states_the_added_latency_per_user_count() -> None:
+    data = {
+        "backend": {"ttft_ms": 50, "itl_ms": 10, "tokens": 16},
+        "runs": [_run("direct", 1, 18.0, 0.0512), _run("gateway", 1, 15.5, 0.0631, cores=0.25)],
+    }
+    lines = bench.render_overhead(data)
+    assert lines[2:4] == bench.RUN_HEAD
+    assert lines[4].startswith("| direct | 1 | 18.0 | 51.2 ms |")
+    assert (
+        "- 1 stream(s): the gateway adds 11.9 ms at the TTFT median "
+        "(15.5 vs 18.0 req/s; the gateway process used 0.25 cores)."
+    ) in lines
+    assert not any("50 stream(s)" in line for line in lines)  # no 50-user pair, no sentence
+
+
+def test_render_rate_keeps_warnings_apart_from_gates() -> None:
+    data = {
+        "users": 4,
+        "exit": 0,
+        "summary": _summary(99.5, 0.08),
+        "gates": ["WARNING: slow", "rps 99 100 PASS"],
+    }
+    lines = bench.render_rate(data)
+    assert lines[0] == "### Open loop: offered rate through the gateway (exit 0)"
+    assert lines[-3:] == ["- WARNING: slow", "- gate rps 99 100 PASS", ""]
+    assert not any(line.startswith("Failed requests by class") for line in lines)
+
+
+def test_render_error_names_the_step() -> None:
+    assert bench.render_error("calibrate", {"error": "boom"}) == [
+        "### calibrate",
+        "",
+        "Could not run: boom",
+        "",
+    ]
+
+
+# -- the bench gateway's pure parts -------------------------------------------------------------
+LAB_CONFIG: dict[str, Any] = {
+    "model_list": [{"model_name": "swarm-chat", "litellm_params": {"model": "openai/swarm-fallback"}}],
+    "router_settings": {
+        "num_retries": 2,
+        "fallbacks": [{"swarm-chat": ["gemini-flash"]}],
+        "model_group_retry_policy": {"swarm-chat": {"DefaultRetries": 0}},
+    },
+    "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
+}
+
+# `systemctl show --property=User --property=Environment --property=EnvironmentFiles
+# --property=ExecStart litellm` on a converged gateway (the litellm Molecule scenario's unit).
+SYSTEMCTL_SHOW = """\
+ExecStart={ path=/opt/aiswarm/venvs/litellm/bin/litellm ; argv[]=/opt/aiswarm/venvs/litellm/bin/litellm \
+--config /etc/aiswarm/litellm/config.yaml --host 172.17.0.2 --port 4000 --num_workers 1 ; ignore_errors=no ; \
+start_time=[Wed 2026-12-02 14:57:00 UTC] ; stop_time=[n/a] ; pid=5540 ; code=(null) ; status=0/0 }
+Environment=LITELLM_LOCAL_MODEL_COST_MAP=True PROMETHEUS_MULTIPROC_DIR=/run/litellm/prometheus \
+AISWARM_ROUTER_RULES=/etc/aiswarm/litellm/router.yaml \
+AISWARM_ROUTER_DECISIONS_LOG=/var/lib/litellm/router-decisions.jsonl
+EnvironmentFiles=/etc/aiswarm/litellm/litellm.env (ignore_errors=no)
+User=litellm
+"""
+
+
+def test_bench_gateway_config_serves_only_the_reference_backend() -> None:
+    before = yaml.safe_dump(LAB_CONFIG)
+    config = bench.bench_gateway_config(LAB_CONFIG, "http://172.30.57.1:38211", "swarm-chat")
+    assert config["model_list"] == [
+        {
+            "model_name": "swarm-chat",
+            "litellm_params": {
+                "model": "openai/reference",
+                "api_base": "http://172.30.57.1:38211/v1",
+                "api_key": "none",
+                "stream_timeout": 30,
+            },
+            "model_info": {"id": "bench.reference"},
+        }
+    ]
+    assert config["router_settings"] == {"num_retries": 2}
+    assert config["general_settings"] == LAB_CONFIG["general_settings"]
+    assert yaml.safe_dump(LAB_CONFIG) == before
+
+
+def test_bench_gateway_config_without_router_settings() -> None:
+    config = bench.bench_gateway_config({"model_list": []}, "http://h:1", "m")
+    assert "router_settings" not in config
+
+
+def test_bench_unit_properties_from_the_recorded_unit() -> None:
+    show = bench.parse_systemctl_show(SYSTEMCTL_SHOW)
+    assert bench.exec_path(show["ExecStart"]) == "/opt/aiswarm/venvs/litellm/bin/litellm"
+    assert bench.bench_unit_properties(show, bench.BENCH_ENV_OVERRIDES) == [
+        "User=litellm",
+        "CPUAccounting=yes",
+        "WorkingDirectory=/run/aiswarm-bench",
+        "EnvironmentFile=/etc/aiswarm/litellm/litellm.env",
+        "Environment=LITELLM_LOCAL_MODEL_COST_MAP=True",
+        "Environment=AISWARM_ROUTER_RULES=/etc/aiswarm/litellm/router.yaml",
+        "Environment=PROMETHEUS_MULTIPROC_DIR=/run/aiswarm-bench/prometheus",
+        "Environment=AISWARM_ROUTER_DECISIONS_LOG=/run/aiswarm-bench/decisions.jsonl",
+    ]
+
+
+def test_bench_unit_properties_of_a_bare_unit() -> None:
+    show = bench.parse_systemctl_show("User=\nEnvironment=\nEnvironmentFiles=\n")
+    assert bench.bench_unit_properties(show, {}) == [
+        "User=litellm",
+        "CPUAccounting=yes",
+        "WorkingDirectory=/run/aiswarm-bench",
+    ]
+
+
+def test_exec_path_refuses_a_unit_without_exec_start() -> None:
+    with pytest.raises(bench.BenchError, match="no ExecStart path"):
+        bench.exec_path("")

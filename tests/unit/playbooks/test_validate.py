@@ -6,6 +6,7 @@ in validate.yml runs on the controller, so a failure here means nothing was chan
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -84,4 +85,32 @@ def test_inventory_shape_errors_are_named(tmp_path, inventory, expected):
                "-e", "openwebui_database_password=0123456789abcdef"]  # fmt: skip
     proc = run_validate(path, *secrets)
     assert proc.returncode != 0
+    assert expected in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        (
+            {"name": "grok", "tier": "cheap", "provider": "openrouter", "model": "openrouter/x-ai/grok"},
+            "value of tier must be one of: local, premium, free, specialized, got: cheap",
+        ),
+        (
+            {"name": "gemini-flash", "tier": "free", "provider": "gemini", "model": "gemini/x", "rmp": 10},
+            "litellm_model_catalog.rmp. Supported parameters include: engines",
+        ),
+        (
+            {"name": "swarm-chat", "tier": "local", "engines": ["ollama"]},
+            "engines must be one or more of: vllm, llamacpp",
+        ),
+    ],
+    ids=["unknown-tier", "misspelt-key", "unknown-engine"],
+)
+def test_a_bad_catalog_entry_is_named(entry, expected):
+    catalog = [{"name": "swarm-chat", "tier": "local", "engines": ["llamacpp"]}, entry]
+    proc = run_validate(
+        ROOT / "inventories" / "lab" / "hosts.yml", "-e", json.dumps({"litellm_model_catalog": catalog})
+    )
+    assert proc.returncode != 0
+    assert "litellm_model_catalog" in proc.stdout, proc.stdout
     assert expected in proc.stdout, proc.stdout

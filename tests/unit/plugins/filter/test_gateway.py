@@ -12,7 +12,9 @@ import yaml
 from ansible.errors import AnsibleFilterError
 from ansible_collections.aiswarm.swarm.plugins.filter.gateway import (
     FilterModule,
+    env_var_for_engine_key,
     env_var_for_key,
+    gateway_endpoints,
     litellm_config,
 )
 
@@ -351,5 +353,154 @@ def test_env_var_for_key(provider: str, index: int, expected: str) -> None:
     assert env_var_for_key(provider, index) == expected
 
 
-def test_filter_module_exposes_litellm_config() -> None:
-    assert FilterModule().filters()["litellm_config"] is litellm_config
+def test_one_rule_names_provider_and_engine_keys() -> None:
+    # The names the role wrote before the rule moved here from vars/main.yml.
+    assert (
+        env_var_for_engine_key("llamacpp", "aiswarm-lab-worker1")
+        == "AISWARM_LLAMACPP_AISWARM_LAB_WORKER1_API_KEY"
+    )
+    assert env_var_for_engine_key("vllm", "gpu.1") == "AISWARM_VLLM_GPU_1_API_KEY"
+
+
+ENGINE_DEFAULTS = {
+    "vllm": {"port": 8000, "model": "swarm-chat"},
+    "llamacpp": {"port": 8081, "model": "swarm-fallback"},
+}
+FACTS = {"ansible_facts": {"default_ipv4": {"address": "192.0.2.7"}}}
+
+
+@pytest.mark.parametrize(
+    ("hosts", "hostvars", "expected"),
+    [
+        pytest.param(
+            {"vllm": ["gpu1"], "llamacpp": []},
+            {"gpu1": {"swarm_private_address": "10.0.0.2", **FACTS}},
+            {
+                "vllm": [
+                    {
+                        "host": "gpu1",
+                        "api_base": "http://10.0.0.2:8000/v1",
+                        "model": "swarm-chat",
+                        "group": "g",
+                    }
+                ]
+            },
+            id="private address wins over facts",
+        ),
+        pytest.param(
+            {"vllm": ["gpu1"], "llamacpp": []},
+            {"gpu1": FACTS},
+            {
+                "vllm": [
+                    {
+                        "host": "gpu1",
+                        "api_base": "http://192.0.2.7:8000/v1",
+                        "model": "swarm-chat",
+                        "group": "g",
+                    }
+                ]
+            },
+            id="no swarm_private_address: default IPv4 from facts",
+        ),
+        pytest.param(
+            {"llamacpp": ["w1"]},
+            {"w1": {}},
+            {
+                "llamacpp": [
+                    {"host": "w1", "api_base": "http://w1:8081/v1", "model": "swarm-fallback", "group": "g"}
+                ]
+            },
+            id="no address and no facts: the host name",
+        ),
+        pytest.param(
+            {"llamacpp": ["w1"]},
+            {
+                "w1": {
+                    "swarm_private_address": "10.0.0.3",
+                    "llamacpp_port": 9090,
+                    "llamacpp_served_model_name": "tiny",
+                }
+            },
+            {
+                "llamacpp": [
+                    {"host": "w1", "api_base": "http://10.0.0.3:9090/v1", "model": "tiny", "group": "g"}
+                ]
+            },
+            id="own port and served name",
+        ),
+        pytest.param(
+            {"llamacpp": ["aiswarm-lab-worker1"]},
+            {"aiswarm-lab-worker1": {"swarm_private_address": "10.0.0.4", "llamacpp_api_key": "SECRET-KEY"}},
+            {
+                "llamacpp": [
+                    {
+                        "host": "aiswarm-lab-worker1",
+                        "api_base": "http://10.0.0.4:8081/v1",
+                        "model": "swarm-fallback",
+                        "group": "g",
+                        "api_key_env": "AISWARM_LLAMACPP_AISWARM_LAB_WORKER1_API_KEY",
+                    }
+                ]
+            },
+            id="host name with dashes and a key",
+        ),
+        pytest.param(
+            {"vllm": [], "llamacpp": []},
+            {},
+            {},
+            id="an engine with no hosts",
+        ),
+        pytest.param(
+            {"llamacpp": ["w1"]},
+            {"w1": {"llamacpp_api_key": ""}},
+            {
+                "llamacpp": [
+                    {"host": "w1", "api_base": "http://w1:8081/v1", "model": "swarm-fallback", "group": "g"}
+                ]
+            },
+            id="empty key: no key variable",
+        ),
+    ],
+)
+def test_gateway_endpoints(
+    hosts: dict[str, list[str]], hostvars: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    out = gateway_endpoints(hosts, hostvars, ENGINE_DEFAULTS, "g")
+    assert out == {"vllm": [], "llamacpp": [], **expected}
+    assert "SECRET-KEY" not in json.dumps(out)
+
+
+def test_gateway_endpoints_refuses_an_unknown_engine() -> None:
+    with pytest.raises(AnsibleFilterError, match=r"gateway_endpoints: unknown engines \['tgi'\]"):
+        gateway_endpoints({"tgi": ["h"]}, {"h": {}}, ENGINE_DEFAULTS, "g")
+
+
+def test_engine_keys_follow_provider_keys_in_env() -> None:
+    hostvars = {
+        "gpu-1": {"swarm_private_address": "10.0.0.2", "vllm_api_key": "k1"},
+        "w1": {"swarm_private_address": "10.0.0.3", "llamacpp_api_key": "k2"},
+        "w2": {"swarm_private_address": "10.0.0.4"},
+    }
+    eps = gateway_endpoints(
+        {"vllm": ["gpu-1"], "llamacpp": ["w1", "w2"]}, hostvars, ENGINE_DEFAULTS, "swarm-chat"
+    )
+    out = litellm_config(CATALOG, eps, settings())
+    assert list(out["env"].items())[-2:] == [
+        ("AISWARM_VLLM_GPU_1_API_KEY", {"engine": "vllm", "host": "gpu-1"}),
+        ("AISWARM_LLAMACPP_W1_API_KEY", {"engine": "llamacpp", "host": "w1"}),
+    ]
+    assert next(iter(out["env"])) == "AISWARM_OPENROUTER_API_KEY_0"
+    params = [
+        m["litellm_params"] for m in out["config"]["model_list"] if m["model_name"].startswith("swarm-chat")
+    ]
+    assert [p["api_key"] for p in params] == [
+        "os.environ/AISWARM_VLLM_GPU_1_API_KEY",
+        "os.environ/AISWARM_LLAMACPP_W1_API_KEY",
+        "none",
+    ]
+
+
+def test_filter_module_exposes_the_filters() -> None:
+    filters = FilterModule().filters()
+    assert filters["litellm_config"] is litellm_config
+    assert filters["gateway_endpoints"] is gateway_endpoints

@@ -488,15 +488,17 @@ def _s(value: float | None) -> str:
 def _run_row(label: str, run: dict[str, Any]) -> str:
     s = run["summary"]
     failed = s["requests"] - round(s["requests"] * (1 - s["error_rate"]))
+    empty = s.get("empty")  # absent from reports written before the content gate
+    no_text = "n/a" if empty is None else f"{empty} of {s['requests'] - failed}"
     return (
         f"| {label} | {run['users']} | {s['rps']:.1f} | {_ms(s['ttft']['p50'])} | {_ms(s['ttft']['p95'])} "
-        f"| {_ms(s['ttft']['p99'])} | {_ms(s['e2e']['p95'])} | {failed} of {s['requests']} |"
+        f"| {_ms(s['ttft']['p99'])} | {_ms(s['e2e']['p95'])} | {failed} of {s['requests']} | {no_text} |"
     )
 
 
 RUN_HEAD = [
-    "| run | users | req/s | TTFT p50 | TTFT p95 | TTFT p99 | e2e p95 | failed |",
-    "|---|---|---|---|---|---|---|---|",
+    "| run | users | req/s | TTFT p50 | TTFT p95 | TTFT p99 | e2e p95 | failed | no text |",
+    "|---|---|---|---|---|---|---|---|---|",
 ]
 
 
@@ -589,13 +591,16 @@ def _chaos_row(sc: dict[str, Any]) -> str:
         if not g.get("passed")
     )
     budget = av.get("error_budget_burned")
+    downtime = _s(av.get("downtime_s"))
+    if "downtime_slow_s" in av:  # failed + slow, since the slow-answer definition
+        downtime += f" ({av['downtime_failed_s']:.2f} + {av['downtime_slow_s']:.2f})"
     return (
         f"| {sc['scenario']} | {sc['outcome']} | {me.get('failed_during_fault', 'n/a')} "
         f"| {me.get('failed_total', 'n/a')} of {me.get('requests_total', 'n/a')} "
         f"| {_s(me.get('failover_s'))} | {_s(me.get('hung_routing_s'))} "
-        f"| {_s(me.get('failback_s'))} "
-        f"| {_s(me.get('recovery_s'))} | {me.get('broken_streams', 'n/a')} "
-        f"| {_s(av.get('downtime_s'))} | {'n/a' if budget is None else f'{budget:.2%}'} "
+        f"| {_s(me.get('longest_gap_s'))} | {_s(me.get('failback_s'))} "
+        f"| {_s(me.get('recovery_s'))} | {me.get('broken_streams', 'n/a')} | {me.get('empty_responses', 'n/a')} "
+        f"| {downtime} | {'n/a' if budget is None else f'{budget:.2%}'} "
         f"| {failed_gates or '-'} |"
     )
 
@@ -604,9 +609,9 @@ def render_chaos(data: dict[str, Any]) -> list[str]:
     lines = [
         "### Chaos matrix",
         "",
-        "| scenario | outcome | failed (fault) | failed (run) | failover | hung routing | failback | "
-        "recovery | broken streams | downtime | budget burned | failed gates |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| scenario | outcome | failed (fault) | failed (run) | failover | hung routing | longest gap | failback | "
+        "recovery | broken streams | no text | downtime (failed + slow) | budget burned | failed gates |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *(_chaos_row(sc) for sc in data["scenarios"]),
         "",
     ]

@@ -68,6 +68,7 @@ REPORT: dict[str, Any] = {
             "summary": {
                 **_summary(19.0, 1.4, requests=1100, error_rate=0.01),
                 "failures": {"timeout_before_first_token": 9, "cut_without_done": 2},
+                "empty": 3,
             },
             "gates": ["ttft p95 2800 100 FAIL (2700 ms over)"],
         },
@@ -86,7 +87,14 @@ REPORT: dict[str, Any] = {
                         "failback_s": 22.4,
                         "recovery_s": 6.2,
                         "broken_streams": 0,
-                        "availability": {"downtime_s": 0.0, "error_budget_burned": 0.0},
+                        "longest_gap_s": 0.9,
+                        "empty_responses": 0,
+                        "availability": {
+                            "downtime_s": 2.5,
+                            "downtime_failed_s": 0.5,
+                            "downtime_slow_s": 2.0,
+                            "error_budget_burned": 0.001,
+                        },
                     },
                     "gates": [{"name": "failover_within_s", "passed": True}],
                 },
@@ -121,12 +129,12 @@ def test_render_has_the_machine_every_step_and_the_failed_gates() -> None:
     )
     assert "- gate ttft p95 2800 100 FAIL (2700 ms over)" in text
     assert "| load | 50 | 19.0 | 1400.0 ms |" in text
-    assert "11 of 1100" in text
+    assert "| 11 of 1100 | 3 of 1089 |" in text  # failed, then successes without text
     assert "Failed requests by class: cut_without_done 2, timeout_before_first_token 9." in text
     assert "### rate\n\nCould not run: rate: Locust recorded no requests" in text
     assert (
-        "| kill_primary_engine | passed | 0 | 0 of 2635 | 0.12 s | n/a | 22.40 s | 6.20 s "
-        "| 0 | 0.00 s | 0.00% | - |" in text
+        "| kill_primary_engine | passed | 0 | 0 of 2635 | 0.12 s | n/a | 0.90 s | 22.40 s | 6.20 s "
+        "| 0 | 0 | 2.50 s (0.50 + 2.00) | 0.10% | - |" in text
     )
     assert "| stop_redis | failed | n/a | n/a of n/a |" in text
     assert "data_loss (data lost: True)" in text

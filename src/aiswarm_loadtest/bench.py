@@ -599,7 +599,8 @@ def _chaos_row(sc: dict[str, Any]) -> str:
         f"| {me.get('failed_total', 'n/a')} of {me.get('requests_total', 'n/a')} "
         f"| {_s(me.get('failover_s'))} | {_s(me.get('hung_routing_s'))} "
         f"| {_s(me.get('longest_gap_s'))} | {_s(me.get('failback_s'))} "
-        f"| {_s(me.get('recovery_s'))} | {me.get('broken_streams', 'n/a')} | {me.get('empty_responses', 'n/a')} "
+        f"| {_s(me.get('recovery_s'))} | {me.get('broken_streams', 'n/a')} "
+        f"| {me.get('empty_responses', 'n/a')} "
         f"| {downtime} | {'n/a' if budget is None else f'{budget:.2%}'} "
         f"| {failed_gates or '-'} |"
     )
@@ -609,8 +610,9 @@ def render_chaos(data: dict[str, Any]) -> list[str]:
     lines = [
         "### Chaos matrix",
         "",
-        "| scenario | outcome | failed (fault) | failed (run) | failover | hung routing | longest gap | failback | "
-        "recovery | broken streams | no text | downtime (failed + slow) | budget burned | failed gates |",
+        "| scenario | outcome | failed (fault) | failed (run) | failover | hung routing | longest gap "
+        "| failback | recovery | broken streams | no text | downtime (failed + slow) | budget burned "
+        "| failed gates |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *(_chaos_row(sc) for sc in data["scenarios"]),
         "",

@@ -95,8 +95,9 @@ class Settings:
     failures: int = 2
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
-        """Read the AISWARM_GUARD_* variables; a bad value names the variable."""
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the AISWARM_GUARD_* variables (default: the process's); a bad value names the variable."""
+        environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for name, kind in (("interval_s", float), ("timeout_s", float), ("failures", int)):
             var = f"AISWARM_GUARD_{name.upper()}"
@@ -126,8 +127,9 @@ class Target:
         return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
 
 
-def target_of(deployment: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> Target | None:
-    """The probe target of a deployment marked with `MARKER`, else None."""
+def target_of(deployment: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Target | None:
+    """The probe target of a deployment marked with `MARKER`, else None (keys from `environ`)."""
+    environ = os.environ if environ is None else environ
     info = deployment.get("model_info") or {}
     params = deployment.get("litellm_params") or {}
     if not info.get(MARKER) or not params.get("api_base"):
@@ -183,7 +185,7 @@ def socket_inodes(tables: Iterable[str], addresses: Iterable[str], port: int) ->
             fields = line.split()
             if len(fields) < 10 or fields[3] not in LIVE_STATES:
                 continue
-            remote, _, remote_port = fields[2].partition(":")
+            remote, _colon, remote_port = fields[2].partition(":")
             if int(remote_port, 16) == port and _hex_address(remote) in wanted:
                 inodes.add(fields[9])
     return inodes
@@ -310,10 +312,10 @@ class EngineGuard(CustomLogger):
     cannot make a probe late; the routing filter only reads the result.
     """
 
-    def __init__(self, settings: Settings, environ: Mapping[str, str] = os.environ) -> None:
+    def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
         super().__init__()
         self.settings = settings
-        self.environ = environ
+        self.environ = os.environ if environ is None else environ
         self.targets: dict[Target, set[str]] = {}  # target -> deployment ids
         self.health: dict[Target, Health] = {}
         self._threads: dict[Target, threading.Thread] = {}

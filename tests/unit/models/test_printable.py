@@ -50,7 +50,7 @@ def test_only_printable_tokens_are_reachable(seed: int) -> None:
     allowed = printable.allowed_token_ids()
     chosen: set[int] = set()
     for length in (1, 2, 5, 17, 64):
-        for _ in range(10):
+        for _sample in range(10):
             # Any input: special tokens, control bytes and high bytes included.
             logits = forward(weights, spec, rng.integers(0, printable.VOCAB_SIZE, size=length).tolist())
             margin = logits[allowed].min() - logits[FORBIDDEN].max()

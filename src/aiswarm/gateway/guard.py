@@ -358,7 +358,10 @@ class EngineGuard(CustomLogger):
                 result = probe(client, target)
                 if _PROBE is not None:
                     _PROBE.labels(api_base=target.api_base).observe(time.monotonic() - started)
-                self.apply(target, result)
+                try:
+                    self.apply(target, result)
+                except Exception:  # pylint: disable=broad-exception-caught  # the watch must outlive any surprise
+                    log.exception("engine guard: could not act on a probe of %s", target.api_base)
                 self.stopping.wait(self.settings.interval_s)
 
     def apply(self, target: Target, result: ProbeResult) -> None:

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from aiswarm_loadtest.chaos.scenario import Expect
-from aiswarm_loadtest.metrics import SLOW_ANSWER_S, longest_gap
+from aiswarm_loadtest.metrics import SLOW_ANSWER_S, answer_time, longest_gap
 from aiswarm_loadtest.records import RequestRecord
 
 STREAM_BREAKS = ("cut_without_done", "inband_error", "stall")
@@ -110,8 +110,8 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[rank - 1]
 
 
-def response_time(record: RequestRecord) -> float:
-    return record.t_end if record.t_first_token is None else record.t_first_token
+# A record's response time: its first token, else its end (one definition for runs and chaos).
+response_time = answer_time
 
 
 def error_rate(records: Sequence[RequestRecord]) -> float | None:

@@ -60,7 +60,10 @@ SETTINGS_DEFAULTS: dict[str, Any] = {
     "health_check_interval": 300,
     "fallback_tiers": ["free", "premium"],
     "local_api_key_env": None,
+    "context_window_fallbacks": {},
 }
+# Inventory variable that bounds each engine's context window on its host.
+CONTEXT_VARS = {"vllm": "vllm_max_context", "llamacpp": "llamacpp_n_ctx"}
 
 
 def _fail(msg: str) -> AnsibleFilterError:
@@ -113,7 +116,7 @@ def gateway_endpoints(
     ``<engine>_port`` and ``<engine>_served_model_name`` win over the defaults; its address is
     ``swarm_private_address``, else ``ansible_facts.default_ipv4.address``, else its name. A host
     with a non-empty ``<engine>_api_key`` gets ``api_key_env`` (the key itself is never returned).
-    Returns ``{engine: [{host, api_base, model, group[, api_key_env]}]}`` for every engine.
+    Returns ``{engine: [{host, api_base, model, group[, context][, api_key_env]}]}`` for every engine.
     """
     if not isinstance(engine_hosts, Mapping):
         raise AnsibleFilterError(
@@ -135,6 +138,9 @@ def gateway_endpoints(
                 "model": hv.get(f"{engine}_served_model_name", defaults[engine]["model"]),
                 "group": group,
             }
+            context = hv.get(CONTEXT_VARS[engine], defaults[engine].get("context"))
+            if context is not None:
+                endpoint["context"] = context
             if hv.get(f"{engine}_api_key"):
                 endpoint["api_key_env"] = env_var_for_engine_key(engine, host)
             result[engine].append(endpoint)
@@ -175,6 +181,14 @@ def _settings(settings: Any) -> dict[str, Any]:
     tiers = merged["fallback_tiers"]
     if not isinstance(tiers, list) or any(t not in CLOUD_TIERS for t in tiers):
         raise _fail(f"settings.fallback_tiers must be a list of {list(CLOUD_TIERS)}, got {tiers!r}")
+    cw = merged["context_window_fallbacks"]
+    if not isinstance(cw, Mapping) or not all(
+        isinstance(v, list) and all(isinstance(g, str) for g in v) for v in cw.values()
+    ):
+        raise _fail(
+            "settings.context_window_fallbacks must be a dict of model group -> list of larger-context "
+            f"groups, got {cw!r}"
+        )
     if not isinstance(merged["providers"], Mapping):
         raise _fail("settings.providers must be a dict of provider -> {api_keys: [...]}")
     return merged
@@ -211,7 +225,7 @@ def _catalog(catalog: Any) -> list[dict[str, Any]]:
             value = entry.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
                 raise _fail(f"{where}: {key} must be a number, got {value!r}")
-        for key in ("rpm", "tpm"):
+        for key in ("rpm", "tpm", "context_window"):
             value = entry.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
                 raise _fail(f"{where}: {key} must be a positive integer, got {value!r}")
@@ -241,6 +255,11 @@ def _endpoints(endpoints: Any) -> dict[str, list[dict[str, Any]]]:
                     raise _fail(f"{where}: '{key}' is required (a non-empty string)")
             if not ep["api_base"].startswith(("http://", "https://")):
                 raise _fail(f"{where}: api_base must start with http:// or https://, got {ep['api_base']!r}")
+            context = ep.get("context")
+            if context is not None and (
+                isinstance(context, bool) or not isinstance(context, int) or context <= 0
+            ):
+                raise _fail(f"{where}: context must be a whole number of tokens > 0, got {context!r}")
         result[engine] = [dict(ep) for ep in items or []]
     return result
 
@@ -253,6 +272,7 @@ class _Builder:
         self.model_list: list[dict[str, Any]] = []
         self.warnings: list[str] = []
         self.env: dict[str, dict[str, Any]] = {}
+        self.context: dict[str, int] = {}
         self._ids: set[str] = set()
 
     def _unique_id(self, base: str) -> str:
@@ -264,8 +284,18 @@ class _Builder:
         return candidate
 
     def deploy(
-        self, group: str, entry: dict[str, Any], params: dict[str, Any], id_base: str, engine: str = ""
+        self,
+        group: str,
+        entry: dict[str, Any],
+        params: dict[str, Any],
+        id_base: str,
+        engine: str = "",
+        context: int | None = None,
     ) -> None:
+        # A group's context window is the smallest of its deployments' (and the catalog's, if set).
+        for tokens in (context, entry.get("context_window")):
+            if tokens is not None:
+                self.context[group] = min(tokens, self.context.get(group, tokens))
         timeout_key = "local_stream_timeout" if entry["tier"] == "local" else "stream_timeout"
         params = {**params, "stream_timeout": self.settings[timeout_key]}
         for key in ("rpm", "tpm"):
@@ -327,7 +357,7 @@ def _local_group(
                 "api_base": ep["api_base"],
                 "api_key": b.local_key(ep, f"endpoints.{engine}[{i}]"),
             }
-            b.deploy(group, entry, params, f"{group}.{engine}.{ep['host']}", engine)
+            b.deploy(group, entry, params, f"{group}.{engine}.{ep['host']}", engine, ep.get("context"))
     return [f"{name}-fallback"] if primary and secondary else []
 
 
@@ -370,8 +400,10 @@ def _redis(settings: dict[str, Any]) -> dict[str, Any] | None:
 def litellm_config(catalog: Any, endpoints: Any, settings: Any = None) -> dict[str, Any]:
     """Build the LiteLLM proxy config.yaml data from the catalog and the inference endpoints.
 
-    Returns ``{"config": <config.yaml dict>, "warnings": [str], "env": {VAR: ref}}``, where ``ref``
-    is ``{provider, index}`` for a provider key and ``{engine, host}`` for an engine key.
+    Returns ``{"config": <config.yaml dict>, "warnings": [str], "env": {VAR: ref}, "context_windows":
+    {group: tokens}}``, where ``ref`` is ``{provider, index}`` for a provider key and ``{engine, host}``
+    for an engine key, and a group's context window is the smallest of its endpoints' ``context`` and
+    its catalog ``context_window`` (groups with neither are left out).
 
     - Each ``local`` group gets one deployment per vLLM endpoint serving it (LiteLLM balances
       across them); llama.cpp endpoints form ``<name>-fallback``. Without any vLLM endpoint (the
@@ -438,6 +470,17 @@ def litellm_config(catalog: Any, endpoints: Any, settings: Any = None) -> dict[s
         "allowed_fails_policy": {"TimeoutErrorAllowedFails": conf["allowed_fails"]},
         "cooldown_time": conf["cooldown_time"],
         "fallbacks": fallbacks,
+        # Fallbacks are for engine failures. A 400 the engine gives because of the request (invalid
+        # parameters) goes back to the client (router_utils/fallback_event_handlers.py,
+        # is_bad_request_without_fallback), and so does a context overflow: every group gets a
+        # context-window chain, empty unless settings.context_window_fallbacks names larger-context
+        # groups. LiteLLM reads an empty list as "not set" and then uses the generic fallbacks,
+        # hence one entry per group.
+        "fallback_on_unsupported_params": False,
+        "context_window_fallbacks": [
+            {name: list(conf["context_window_fallbacks"].get(name, []))}
+            for name in dict.fromkeys(m["model_name"] for m in b.model_list)
+        ],
     }
     # A local group with somewhere to fall back to does not retry its own engines: LiteLLM never
     # cools a deployment down for a refused connection (APIConnectionError), so every retry of a
@@ -473,7 +516,7 @@ def litellm_config(catalog: Any, endpoints: Any, settings: Any = None) -> dict[s
         "litellm_settings": litellm,
         "general_settings": general,
     }
-    return {"config": config, "warnings": b.warnings, "env": b.env}
+    return {"config": config, "warnings": b.warnings, "env": b.env, "context_windows": b.context}
 
 
 class FilterModule:

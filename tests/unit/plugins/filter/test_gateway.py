@@ -504,3 +504,77 @@ def test_filter_module_exposes_the_filters() -> None:
     filters = FilterModule().filters()
     assert filters["litellm_config"] is litellm_config
     assert filters["gateway_endpoints"] is gateway_endpoints
+
+
+def test_gateway_endpoints_carry_each_hosts_context_window() -> None:
+    defaults = {
+        "vllm": {**ENGINE_DEFAULTS["vllm"], "context": 131072},
+        "llamacpp": {**ENGINE_DEFAULTS["llamacpp"], "context": 2048},
+    }
+    hostvars = {"gpu1": {"vllm_max_context": 4096}, "gpu2": {}, "w1": {"llamacpp_n_ctx": 8192}}
+    out = gateway_endpoints({"vllm": ["gpu1", "gpu2"], "llamacpp": ["w1"]}, hostvars, defaults, "g")
+    assert [ep["context"] for ep in out["vllm"]] == [4096, 131072]
+    assert [ep["context"] for ep in out["llamacpp"]] == [8192]
+
+
+def test_context_windows_are_the_smallest_of_each_group() -> None:
+    eps = {
+        "vllm": [{**vllm("s1", "10.0.0.1"), "context": 131072}, {**vllm("s2", "10.0.0.2"), "context": 32768}],
+        "llamacpp": [{**llamacpp("w1", "10.0.0.3"), "context": 2048}],
+    }
+    catalog = [CATALOG[0], {**CATALOG[2], "context_window": 1048576}, CATALOG[1]]
+    out = litellm_config(catalog, eps, settings())
+    # A group with no known window (dark-champion) is left out: the gateway cannot bound it.
+    assert out["context_windows"] == {
+        "swarm-chat": 32768,
+        "swarm-chat-fallback": 2048,
+        "gemini-flash": 1048576,
+    }
+
+
+def test_client_errors_and_context_overflows_are_not_failover() -> None:
+    eps = {"vllm": [vllm("starlord", "172.30.57.11")], "llamacpp": [llamacpp("thanos", "172.30.57.12")]}
+    router = litellm_config(CATALOG, eps, settings())["config"]["router_settings"]
+    assert router["fallback_on_unsupported_params"] is False
+    # One empty chain per group: LiteLLM reads an empty list as "unset" and would use the fallbacks.
+    assert router["context_window_fallbacks"] == [
+        {"swarm-chat": []},
+        {"swarm-chat-fallback": []},
+        {"dark-champion": []},
+        {"gemini-flash": []},
+        {"cydonia": []},
+    ]
+    conf = settings(context_window_fallbacks={"swarm-chat-fallback": ["swarm-chat"]})
+    router = litellm_config(CATALOG, eps, conf)["config"]["router_settings"]
+    assert {"swarm-chat-fallback": ["swarm-chat"]} in router["context_window_fallbacks"]
+
+
+@pytest.mark.parametrize(
+    ("catalog", "endpoints", "conf", "error"),
+    [
+        (
+            [{**CATALOG[1], "context_window": "128k"}],
+            {},
+            settings(),
+            "catalog[0] (dark-champion): context_window must be a positive integer, got '128k'",
+        ),
+        (
+            CATALOG,
+            {"vllm": [{**vllm("s", "10.0.0.1"), "context": 0}]},
+            settings(),
+            "endpoints.vllm[0]: context must be a whole number of tokens > 0, got 0",
+        ),
+        (
+            CATALOG,
+            {},
+            settings(context_window_fallbacks={"swarm-chat": "big-model"}),
+            "settings.context_window_fallbacks must be a dict of model group -> list",
+        ),
+    ],
+)
+def test_bad_context_input_names_the_field(
+    catalog: Any, endpoints: Any, conf: dict[str, Any], error: str
+) -> None:
+    with pytest.raises(AnsibleFilterError) as err:
+        litellm_config(catalog, endpoints, conf)
+    assert error in str(err.value)

@@ -77,6 +77,9 @@ class Measurements:
     availability: Availability
     longest_gap_s: float | None = None
     empty_responses: int = 0
+    ttft_p95_during_fault_ms: float | None = None
+    noisy_requests: int | None = None  # a noisy client's requests (None: no noisy client ran)
+    noisy_unexpected: int | None = None  # ... of which the gateway did not refuse as it should
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -251,8 +254,12 @@ def measure(
     window: FaultWindow,
     primary: str | None = None,
     slow_s: float = SLOW_ANSWER_S,
+    noisy: Sequence[dict] | None = None,
 ) -> Measurements:
-    """Every failover measurement for one run; the primary is inferred when not given."""
+    """Every failover measurement for one run; the primary is inferred when not given.
+
+    `noisy` holds a noisy client's log lines (``aiswarm_loadtest.noisy``), None when none ran.
+    """
     primary = primary or infer_primary(records, window.start)
     during = [r for r in records if r.t_start <= window.end and r.t_end >= window.start]
     hung_count, hung_span = hung_routing(records, window, primary)
@@ -273,6 +280,9 @@ def measure(
         availability=availability(records, slow_s),
         longest_gap_s=_gap_since(records, window.start),
         empty_responses=sum(1 for r in records if r.ok and r.empty),
+        ttft_p95_during_fault_ms=ttft_p95_ms([r for r in records if window.start <= r.t_start <= window.end]),
+        noisy_requests=None if noisy is None else len(noisy),
+        noisy_unexpected=None if noisy is None else sum(1 for line in noisy if not line.get("ok")),
     )
 
 
@@ -356,6 +366,20 @@ def evaluate_gates(expect: Expect, m: Measurements, data_lost: bool | None = Non
         _upper("max_service_gap_s", expect.max_service_gap_s, m.longest_gap_s, none_passes=False, unit="s"),
         _upper(
             "max_empty_responses", expect.max_empty_responses, m.empty_responses, none_passes=False, unit=""
+        ),
+        _upper(
+            "max_ttft_p95_during_fault_ms",
+            expect.max_ttft_p95_during_fault_ms,
+            m.ttft_p95_during_fault_ms,
+            none_passes=False,
+            unit="ms",
+        ),
+        _upper(
+            "max_noisy_unexpected",
+            expect.max_noisy_unexpected,
+            m.noisy_unexpected,
+            none_passes=False,
+            unit="",
         ),
         _upper(
             "max_error_rate_during_fault",

@@ -95,6 +95,15 @@ def render_summary(result: RunResult) -> str:
             ("routing to the hung primary (s)", m.hung_routing_s),
             ("longest gap between answers since the fault (s)", m.longest_gap_s),
             ("answers without text", m.empty_responses),
+            ("first-token p95 of requests sent during the fault (ms)", m.ttft_p95_during_fault_ms),
+            *(
+                [
+                    ("noisy clients' requests", m.noisy_requests),
+                    ("... not refused as they should be", m.noisy_unexpected),
+                ]
+                if m.noisy_requests is not None
+                else []
+            ),
             ("downtime (s): failed + slow", m.availability.downtime_s),
             ("downtime: requests failed (s)", m.availability.downtime_failed_s),
             (f"downtime: answer began after {m.availability.slow_s:g} s (s)", m.availability.downtime_slow_s),

@@ -142,6 +142,7 @@ class LoadSpec:
     user_class: str | None = None
     tags: tuple[str, ...] = ()
     api_key: str = field(default="", repr=False)  # handed over in the environment, never on argv
+    noisy_clients: int = 0
 
 
 class LoadHandle(Protocol):
@@ -179,6 +180,27 @@ class _PopenHandle:
                 self._proc.kill()
 
 
+class _LoadWithNoise:
+    """The load's process and its noisy clients: the load decides when the run is over."""
+
+    def __init__(self, load: _PopenHandle, noisy: Sequence[_PopenHandle]) -> None:
+        self._load, self._noisy = load, list(noisy)
+
+    def poll(self) -> int | None:
+        return self._load.poll()
+
+    def wait(self, timeout_s: float) -> int:
+        try:
+            return self._load.wait(timeout_s)
+        finally:
+            for handle in self._noisy:
+                handle.stop()
+
+    def stop(self) -> None:
+        for handle in [self._load, *self._noisy]:
+            handle.stop()
+
+
 @dataclass
 class LocustLauncher:
     """Starts `locust --headless` as a subprocess; its output goes to `<run_dir>/locust.log`.
@@ -211,12 +233,30 @@ class LocustLauncher:
             argv.append(spec.user_class)
         return argv
 
+    def noisy_argv(self, spec: LoadSpec, index: int) -> list[str]:
+        """A noisy client (aiswarm_loadtest.noisy) for the load's whole run, logging to noisy-<i>.jsonl."""
+        out = spec.run_dir / f"noisy-{index}.jsonl"
+        return [sys.executable, "-m", "aiswarm_loadtest.noisy", "--gateway", spec.host, "--out", str(out),
+                "--duration", str(spec.run_time_s), "--api-key-env", self.api_key_env]  # fmt: skip
+
     def start(self, spec: LoadSpec) -> LoadHandle:
         spec.run_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, self.api_key_env: spec.api_key} if spec.api_key else None
         with (spec.run_dir / "locust.log").open("w", encoding="utf-8") as log:
-            env = {**os.environ, self.api_key_env: spec.api_key} if spec.api_key else None
             proc = subprocess.Popen(self.argv(spec), stdout=log, stderr=subprocess.STDOUT, env=env)
-        return _PopenHandle(proc)
+        if not spec.noisy_clients:
+            return _PopenHandle(proc)
+        noisy = []
+        for index in range(spec.noisy_clients):
+            with (spec.run_dir / f"noisy-{index}.log").open("w", encoding="utf-8") as log:
+                noisy.append(
+                    _PopenHandle(
+                        subprocess.Popen(
+                            self.noisy_argv(spec, index), stdout=log, stderr=subprocess.STDOUT, env=env
+                        )
+                    )
+                )
+        return _LoadWithNoise(_PopenHandle(proc), noisy)
 
 
 class Clock(Protocol):
@@ -246,6 +286,17 @@ def http_probe(url: str, api_key: str, timeout_s: float) -> int:
         return int(exc.code)
     except (urllib.error.URLError, OSError):
         return 0
+
+
+def read_noisy_logs(run_dir: Path) -> list[dict]:
+    """Every noisy client's log lines of a run (``noisy-<i>.jsonl``), in time order."""
+    lines = [
+        json.loads(text)
+        for path in sorted(run_dir.glob("noisy-*.jsonl"))
+        for text in path.read_text(encoding="utf-8").splitlines()
+        if text.strip()
+    ]
+    return sorted(lines, key=lambda line: line.get("t", 0.0))
 
 
 def read_run_records(run_dir: Path) -> list[RequestRecord]:
@@ -357,6 +408,7 @@ class ChaosRunner:
             user_class=load.user_class,
             tags=load.tags,
             api_key=self.options.api_key,
+            noisy_clients=load.noisy_clients,
         )
 
     def check_steady_state(self) -> tuple[bool, dict, list[str]]:
@@ -457,6 +509,7 @@ class ChaosRunner:
             for plan in run.plans
         ]
         records = read_run_records(self.options.out_dir / "load")
+        noisy = read_noisy_logs(self.options.out_dir / "load") if self.scenario.load.noisy_clients else None
         if run.window is not None:
             result.windows = [run.window]
             result.measurements = measure(
@@ -464,6 +517,7 @@ class ChaosRunner:
                 run.window,
                 self.options.primary_backend or self.scenario.primary_backend,
                 self.options.slow_s,
+                noisy,
             )
             result.series = per_second(records, t0=result.started_at)
             data_lost = self._data_lost(data_before, data_after)

@@ -94,6 +94,7 @@ class Load:
     spawn_rate: float
     user_class: str | None = None
     tags: tuple[str, ...] = ()
+    noisy_clients: int = 0  # clients sending malformed and oversized requests beside the users
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,8 @@ class Expect:
     max_error_rate_during_fault: float | None = None
     max_service_gap_s: float | None = None  # longest time without a successful answer, from the fault on
     max_empty_responses: int | None = None  # successes that carried no text
+    max_ttft_p95_during_fault_ms: float | None = None  # the users' first-token p95 while the fault lasts
+    max_noisy_unexpected: int | None = None  # noisy clients' requests not refused as they should be
     data_loss: bool | None = None
 
 
@@ -437,7 +440,7 @@ def _steady_state(check: _Checker, raw: Any) -> SteadyState | None:
 
 
 def _load(check: _Checker, raw: Any) -> Load | None:
-    data = check.mapping(raw, "load", ("users", "spawn_rate", "user_class", "tags"))
+    data = check.mapping(raw, "load", ("users", "spawn_rate", "user_class", "tags", "noisy_clients"))
     users = check.number(data, "users", "load", low=1, integer=True)
     rate = check.number(data, "spawn_rate", "load", above=0)
     user_class = check.string(
@@ -449,9 +452,10 @@ def _load(check: _Checker, raw: Any) -> Load | None:
         default=None,
     )
     tags = check.strings(data, "tags", "load")
-    if users is None or rate is None:
+    noisy = check.number(data, "noisy_clients", "load", low=0, high=8, integer=True, default=0)
+    if users is None or rate is None or noisy is None:
         return None
-    return Load(users=users, spawn_rate=rate, user_class=user_class, tags=tags)
+    return Load(users=users, spawn_rate=rate, user_class=user_class, tags=tags, noisy_clients=int(noisy))
 
 
 def _expect(check: _Checker, raw: Any) -> Expect:
@@ -461,7 +465,7 @@ def _expect(check: _Checker, raw: Any) -> Expect:
     for name in names:
         if name == "data_loss":
             values[name] = check.boolean(data, name, "expect")
-        elif name.startswith("max_") and name.endswith(("requests", "streams", "responses")):
+        elif name.startswith("max_") and name.endswith(("requests", "streams", "responses", "unexpected")):
             values[name] = check.number(data, name, "expect", low=0, integer=True, default=None)
         elif name == "max_error_rate_during_fault":
             values[name] = check.number(data, name, "expect", low=0, high=1, default=None)
@@ -561,6 +565,10 @@ def parse_scenario(raw: Any, source: str, services: Mapping[str, str] | None = N
     primary = check.string(data, "primary_backend", "", default=None)
     if expect.data_loss is not None and "data_check" not in data:
         check.errors.append(f"{source}: expect.data_loss: needs a data_check section to be measured")
+    if expect.max_noisy_unexpected is not None and load is not None and not load.noisy_clients:
+        check.errors.append(
+            f"{source}: expect.max_noisy_unexpected: needs load.noisy_clients >= 1 to be measured"
+        )
     if fault is not None and fault.kind == "freeze_service" and rollback == "none":
         check.errors.append(f"{source}: rollback: a frozen service never heals by itself")
     if check.errors:

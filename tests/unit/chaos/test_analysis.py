@@ -235,3 +235,19 @@ def test_refused_connections_fail_at_once_and_are_not_held() -> None:
     m = measure(run, window)
     assert m.failed_during_fault == 40
     assert (m.hung_requests, m.hung_routing_s) == (0, None)
+
+
+def test_first_token_during_the_fault_and_the_noisy_client_gates() -> None:
+    # Sent within [100, 110] and successful: 6 (0.4 s) and 7 (0.3 s); nearest-rank p95 is 0.4 s.
+    noisy = [{"t": 100.0, "ok": True}, {"t": 101.0, "ok": False}, {"t": 102.0, "ok": True}]
+    m = measure(RUN, WINDOW, noisy=noisy)
+    assert m.ttft_p95_during_fault_ms == pytest.approx(400.0)
+    assert (m.noisy_requests, m.noisy_unexpected) == (3, 1)
+    gates = {
+        g.name: g for g in evaluate_gates(Expect(max_ttft_p95_during_fault_ms=350, max_noisy_unexpected=0), m)
+    }
+    assert not gates["max_ttft_p95_during_fault_ms"].passed
+    assert not gates["max_noisy_unexpected"].passed
+    quiet = measure(RUN, WINDOW)
+    assert quiet.noisy_requests is None
+    assert not evaluate_gates(Expect(max_noisy_unexpected=0), quiet)[0].passed  # not observed fails

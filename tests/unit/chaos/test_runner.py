@@ -355,3 +355,23 @@ def test_cli_run_refuses_without_an_api_key(tmp_path: Path, monkeypatch: pytest.
     code = main(["run", str(scenario), "--api-key-env", "AISWARM_TEST_NO_KEY", "--out", str(tmp_path)])
     assert code == 2
     assert "--api-key-env AISWARM_TEST_NO_KEY: the variable is not set" in capsys.readouterr().err
+
+
+def test_noisy_clients_run_beside_locust_with_the_key_in_the_environment(tmp_path: Path) -> None:
+    spec = LoadSpec("http://127.0.0.1:4000", 8, 4.0, 90, tmp_path, api_key="sk-secret", noisy_clients=2)
+    launcher = LocustLauncher(locust=("locust",))
+    argv = launcher.noisy_argv(spec, 1)
+    assert argv[1:] == [
+        "-m", "aiswarm_loadtest.noisy", "--gateway", "http://127.0.0.1:4000",
+        "--out", str(tmp_path / "noisy-1.jsonl"), "--duration", "90", "--api-key-env", "AISWARM_API_KEY",
+    ]  # fmt: skip
+    assert "sk-secret" not in " ".join(argv)
+
+
+def test_noisy_logs_of_a_run_are_merged_in_time_order(tmp_path: Path) -> None:
+    from aiswarm_loadtest.chaos.runner import read_noisy_logs
+
+    (tmp_path / "noisy-0.jsonl").write_text('{"t": 3, "ok": true}\n{"t": 1, "ok": false}\n')
+    (tmp_path / "noisy-1.jsonl").write_text('{"t": 2, "ok": true}\n\n')
+    assert [line["t"] for line in read_noisy_logs(tmp_path)] == [1, 2, 3]
+    assert read_noisy_logs(tmp_path / "missing") == []

@@ -53,6 +53,7 @@ def test_the_catalog_ships_one_scenario_per_fault() -> None:
         "stop_redis",
         "stop_postgresql",
         "restart_gateway",
+        "noisy_neighbour",
     }
 
 
@@ -119,7 +120,11 @@ BROKEN = [
     ("steady_state.probe", {"path": "v1/models"}, "steady_state.probe.path: expected a path starting with /"),
     ("load.users", 0, "load.users: expected an integer >= 1, got 0"),
     ("load.users", True, "load.users: expected an integer >= 1, got True"),
-    ("load.colour", "red", "load.colour: unknown field (known: users, spawn_rate, user_class, tags)"),
+    (
+        "load.colour",
+        "red",
+        "load.colour: unknown field (known: users, spawn_rate, user_class, tags, noisy_clients)",
+    ),
     ("fault.duration_s", -1, "fault.duration_s: expected a number > 0, got -1"),
     ("fault.target", {"group": "inference"}, "fault.target.service: required field missing"),
     (
@@ -282,3 +287,18 @@ def test_files_are_read_and_errors_of_several_files_are_merged(tmp_path: Path) -
 def test_a_document_that_is_not_a_mapping_is_rejected() -> None:
     with pytest.raises(ScenarioError, match=r"^s.yaml: expected a mapping, got \['a'\]$"):
         parse_scenario(["a"], "s.yaml")
+
+
+def test_noisy_clients_are_load_and_their_gate_needs_them() -> None:
+    doc = copy.deepcopy(GOOD)
+    doc["load"]["noisy_clients"] = 2
+    doc["expect"]["max_noisy_unexpected"] = 0
+    scenario = parse_scenario(doc, "s.yaml")
+    assert (scenario.load.noisy_clients, scenario.expect.max_noisy_unexpected) == (2, 0)
+    assert parse_scenario(GOOD, "s.yaml").load.noisy_clients == 0
+    doc["load"]["noisy_clients"] = 0
+    with pytest.raises(ScenarioError, match=r"expect\.max_noisy_unexpected: needs load\.noisy_clients >= 1"):
+        parse_scenario(doc, "s.yaml")
+    doc["load"]["noisy_clients"] = 50
+    with pytest.raises(ScenarioError, match=r"load\.noisy_clients"):
+        parse_scenario(doc, "s.yaml")

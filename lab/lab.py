@@ -292,6 +292,8 @@ def cmd_down(args: argparse.Namespace) -> int:
     for net in run(["docker", "network", "ls", "-q", "--filter", f"label={LABEL}"]).stdout.split():
         run(["docker", "network", "rm", net])
         print("lab: removed the lab network")
+    # Facts cached by ansible.cfg (fact_caching) describe the removed nodes.
+    shutil.rmtree(ROOT / ".ansible" / "facts", ignore_errors=True)
     if args.image:
         image = load_lab().image
         if run(["docker", "image", "rm", image], check=False).returncode == 0:

@@ -16,7 +16,14 @@ Steps, in order (`--steps` picks some; each writes its raw output under `--out`)
   limits (first token p95 100 ms, error rate 1%); a failed gate is a figure here, not an abort;
 - `chaos`: every scenario in `--scenarios` with the chaos runner, one after another;
 - `rate`: the open-loop scenario, `--target-rps` (100) requests per second offered (last: it
-  overloads the gateway on purpose).
+  overloads the gateway on purpose);
+- `capacity` (not in the default list: about 15 minutes): the gateway's cost one change at a
+  time, on the same reference backend as `overhead`. The bench gateway is started once per
+  variant (`capacity_variants`: the bare proxy with one model, then each thing our configuration
+  adds on its own, then ours with one worker, with quieter logging, and with two workers) and
+  loaded with 1, 10 and 50 streams; CPU seconds per completed request give requests per second
+  per gateway core, and a `py-spy` profile of ours at 50 streams (`--profile`) names where the
+  time goes. The capacity law in docs/benchmarks.md is computed from these figures.
 
 Everything measured goes to `<out>/bench.json` and `<out>/bench.md`; with `--docs`, the Markdown
 replaces the section between the `bench:begin` and `bench:end` markers of that file.
@@ -54,6 +61,8 @@ from aiswarm_loadtest.runlog import load_run
 # The open-loop step overloads the gateway on purpose (it keeps working through the backlog
 # for a while afterwards), so it runs last.
 STEPS = ("calibrate", "overhead", "load", "chaos", "rate")
+EXTRA_STEPS = ("capacity",)
+CAPACITY_STREAMS = (1, 10, 50)
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 BENCH_UNIT = "aiswarm-bench-gateway"
 BENCH_DIR = "/run/aiswarm-bench"
@@ -92,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--load-duration", type=positive_int, default=60, help="seconds of the 50-user run (default 60)")
     add("--overhead-duration", type=positive_int, default=30, help="seconds per overhead run (default 30)")
     add("--target-rps", type=positive_int, default=100, help="offered rate of the rate step (default 100)")
+    add("--capacity-duration", type=positive_int, default=20, help="seconds per capacity run (default 20)")
+    add("--capacity-variants", default="", help="comma-separated subset of the capacity variants' keys")
+    add("--profile", action="store_true", help="capacity: py-spy profile of ours at 50 streams")
     add("--scenarios", default="loadtests/scenarios", type=Path, help="scenario file or folder")
     add("--lab-prefix", default="aiswarm-lab-", help="lab container name prefix")
     add("--gateway-host", default="oracle", help="inventory host of the gateway (default oracle)")
@@ -101,10 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _steps(text: str) -> list[str]:
     steps = [s.strip() for s in text.split(",") if s.strip()]
-    unknown = [s for s in steps if s not in STEPS]
+    known = STEPS + EXTRA_STEPS
+    unknown = [s for s in steps if s not in known]
     if unknown or not steps:
-        raise BenchError(f"--steps {text!r}: expected a comma-separated subset of {','.join(STEPS)}")
-    return [s for s in STEPS if s in steps]  # always in the canonical order
+        raise BenchError(f"--steps {text!r}: expected a comma-separated subset of {','.join(known)}")
+    return [s for s in known if s in steps]  # always in the canonical order
 
 
 def _run(
@@ -193,6 +206,97 @@ def bench_gateway_config(config: dict[str, Any], backend_url: str, model: str) -
     for key in ("fallbacks", "model_group_retry_policy"):
         router.pop(key, None)
     return config
+
+
+def capacity_variants(config: dict[str, Any], backend_url: str, model: str) -> list[dict[str, Any]]:
+    """The configurations the capacity step compares, each {key, label, adds, config, workers, env}.
+
+    `config` is the lab gateway's config.yaml. "ours" is it with its model list on the reference
+    backend (the deployment marked for the engine guard, as local engines are); "bare" keeps only
+    the model and the master key. Every "+ x" variant is bare plus that one thing of ours.
+    """
+    ours = bench_gateway_config(config, backend_url, model)
+    ours["model_list"][0]["model_info"]["aiswarm_engine"] = "llamacpp"
+    settings = ours.get("litellm_settings") or {}
+    callbacks = list(settings.get("callbacks") or [])
+    bare = {
+        "model_list": bench_gateway_config(config, backend_url, model)["model_list"],
+        "litellm_settings": {"drop_params": True},
+        "general_settings": {"master_key": (ours.get("general_settings") or {}).get("master_key")},
+    }
+
+    def plus(**parts: Any) -> dict[str, Any]:
+        variant = copy.deepcopy(bare)
+        for section, values in parts.items():
+            variant.setdefault(section, {}).update(copy.deepcopy(values))
+        return variant
+
+    def callback(name: str) -> list[str]:
+        return [c for c in callbacks if c == name or c.startswith(f"aiswarm.{name}")]
+
+    variants = [
+        ("bare", "bare proxy", "one model, no cache, no callbacks, LiteLLM's router defaults", bare),
+    ]
+    if settings.get("cache"):
+        cache = {k: settings[k] for k in ("cache", "cache_params")}
+        redis = {k: v for k, v in (ours.get("router_settings") or {}).items() if k.startswith("redis_")}
+        variants.append(("cache", "+ Redis response cache", "a cache lookup and a store per request",
+                         plus(litellm_settings=cache, router_settings=redis)))  # fmt: skip
+    for key, label, adds, name in (
+        ("prometheus", "+ Prometheus callback", "LiteLLM's metrics on every request", "prometheus"),
+        ("guard", "+ engine guard", "a filter before routing, a probe thread", "gateway.guard"),
+        ("router", "+ cost router hook", "a pre-call hook (passes swarm-chat through)", "router"),
+        ("limits", "+ request limits", "a pre-call hook checking the body", "gateway.limits"),
+    ):
+        if callback(name):
+            variant = plus(litellm_settings={"callbacks": callback(name)})
+            if key == "guard":
+                variant["model_list"][0]["model_info"]["aiswarm_engine"] = "llamacpp"
+            variants.append((key, label, adds, variant))
+    router = {k: v for k, v in (ours.get("router_settings") or {}).items() if not k.startswith("redis_")}
+    timeout = {"request_timeout": settings["request_timeout"]} if "request_timeout" in settings else {}
+    variants.append(("router_settings", "+ our router settings", "retries, cooldowns, timeouts",
+                     plus(router_settings=router, litellm_settings=timeout)))  # fmt: skip
+    result = [
+        {"key": k, "label": label, "adds": adds, "config": c, "workers": 1, "env": {}}
+        for k, label, adds, c in variants
+    ]
+    result += [
+        {"key": "ours", "label": "ours", "adds": "everything above", "config": ours, "workers": 1, "env": {}},
+        {"key": "ours_quiet", "label": "ours, LITELLM_LOG=ERROR", "adds": "logging at ERROR only",
+         "config": ours, "workers": 1, "env": {"LITELLM_LOG": "ERROR"}},
+        {"key": "ours_2", "label": "ours, 2 workers", "adds": "a second uvicorn worker",
+         "config": ours, "workers": 2, "env": {}},
+    ]  # fmt: skip
+    return result
+
+
+def cpu_ms_per_request(cpu_s: float | None, requests: int) -> float | None:
+    """Gateway CPU milliseconds per completed request (None without both)."""
+    if cpu_s is None or requests <= 0:
+        return None
+    return cpu_s * 1000.0 / requests
+
+
+def top_frames(collapsed: str, limit: int = 15) -> list[dict[str, Any]]:
+    """Self and inclusive sample shares per frame from py-spy's collapsed stacks ("a;b;c 12" lines)."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = stack.split(";")
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + n
+    if not total:
+        return []
+    ranked = sorted(own, key=lambda f: -own[f])[:limit]
+    return [{"frame": f, "self": own[f] / total, "inclusive": inclusive.get(f, 0) / total} for f in ranked]
 
 
 def parse_systemctl_show(text: str) -> dict[str, str]:
@@ -306,10 +410,19 @@ class Bench:
                 return net["IPAddress"], net.get("Gateway") or ""
         raise BenchError(f"{self.container}: no address on a Docker network (is the lab up?)")
 
-    def _start_bench_gateway(self, backend_url: str, address: str, port: int) -> None:
-        config = bench_gateway_config(
-            yaml.safe_load(self.docker("cat", GATEWAY_CONFIG)), backend_url, self.args.model
-        )
+    def _start_bench_gateway(
+        self,
+        backend_url: str,
+        address: str,
+        port: int,
+        config: dict[str, Any] | None = None,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        if config is None:
+            config = bench_gateway_config(
+                yaml.safe_load(self.docker("cat", GATEWAY_CONFIG)), backend_url, self.args.model
+            )
         show = parse_systemctl_show(
             self.docker("systemctl", "show", *(f"--property={p}" for p in UNIT_PROPERTIES), GATEWAY_UNIT)
         )
@@ -323,10 +436,12 @@ class Bench:
             "sh", "-c", f"cat > {BENCH_DIR}/config.yaml", stdin=yaml.safe_dump(config, sort_keys=False)
         )
         self.docker("chown", user, f"{BENCH_DIR}/config.yaml")
+        overrides = {**BENCH_ENV_OVERRIDES, **(env or {})}
         argv = ["systemd-run", f"--unit={BENCH_UNIT}",
-                *(f"--property={p}" for p in bench_unit_properties(show, BENCH_ENV_OVERRIDES)),
+                *(f"--property={p}" for p in bench_unit_properties(show, overrides)),
                 exec_path(show.get("ExecStart", "")),
-                "--config", f"{BENCH_DIR}/config.yaml", "--host", address, "--port", str(port)]  # fmt: skip
+                "--config", f"{BENCH_DIR}/config.yaml", "--host", address, "--port", str(port),
+                "--num_workers", str(workers)]  # fmt: skip
         self.docker(*argv)
         self._wait_answering(address, port)
 
@@ -401,6 +516,114 @@ class Bench:
                     self.docker("systemctl", "stop", BENCH_UNIT, timeout=60)
                 self.docker("rm", "-rf", BENCH_DIR)
         return result
+
+    def _bench_host_pid(self) -> int | None:
+        """This machine's PID of the bench gateway's main process (py-spy attaches from here)."""
+        proc = _run(["docker", "top", self.container, "-eo", "pid,args"], timeout=30)
+        for line in proc.stdout.splitlines()[1:]:
+            pid, _, args = line.strip().partition(" ")
+            if f"{BENCH_DIR}/config.yaml" in args and "litellm" in args and pid.isdigit():
+                return int(pid)
+        return None
+
+    def _profile(self, seconds: int) -> dict[str, Any]:
+        """py-spy over the bench gateway and its workers while a load runs: collapsed stacks for the
+        top frames, then a flame graph of the same load (py-spy writes one format per recording)."""
+        pid = self._bench_host_pid()
+        if pid is None:
+            return {"error": "the bench gateway's process was not found with docker top"}
+        svg, raw = self.out / "capacity-profile.svg", self.out / "capacity-profile.txt"
+        half = str(max(3, seconds // 2))
+        spy = [str(Path(self.python).parent / "py-spy"), "record", "--pid", str(pid), "--subprocesses",
+               "--duration", half, "--rate", "100", "--nonblocking"]  # fmt: skip
+        _run([*spy, "--format", "raw", "--output", str(raw)], timeout=seconds + 60)
+        _run([*spy, "--format", "flamegraph", "--output", str(svg)], timeout=seconds + 60)
+        if not raw.exists():
+            return {"error": "py-spy wrote no profile (is py-spy installed in the harness venv?)"}
+        return {
+            "collapsed": str(raw),
+            "flamegraph": str(svg),
+            "top": top_frames(raw.read_text(encoding="utf-8")),
+        }
+
+    def capacity(self) -> dict[str, Any]:
+        address, host_side = self._gateway_address()
+        if not host_side:
+            raise BenchError("capacity: cannot tell this machine's address on the lab network")
+        port, duration = 4100, self.args.capacity_duration
+        backend = [
+            "--ttft-ms",
+            "50",
+            "--itl-ms",
+            "10",
+            "--tokens",
+            str(self.args.max_tokens),
+            "--selector",
+            "epoll",
+        ]
+        lab_config = yaml.safe_load(self.docker("cat", GATEWAY_CONFIG))
+        wanted = {k for k in self.args.capacity_variants.split(",") if k}
+        result: dict[str, Any] = {
+            "backend": {"ttft_ms": 50, "itl_ms": 10, "tokens": self.args.max_tokens},
+            "streams": list(CAPACITY_STREAMS),
+            "runs": [],
+        }
+        load = ["--model", self.args.model, "--slo-ttft-p95-ms", "60000", "--slo-e2e-p95-ms", "600000"]
+        with serve_in_process(backend, host=host_side) as url:
+            for users in CAPACITY_STREAMS:
+                run = self.locust_run(f"capacity-direct-{users}", "loadtests/chat_stream.py", url, users,
+                                      duration, load)  # fmt: skip
+                result["runs"].append({"variant": "direct", "label": "direct (no gateway)", **run})
+            variants = capacity_variants(lab_config, url, self.args.model)
+            unknown = wanted - {v["key"] for v in variants}
+            if unknown:
+                raise BenchError(f"--capacity-variants: unknown {sorted(unknown)}")
+            try:
+                for variant in variants:
+                    if wanted and variant["key"] not in wanted:
+                        continue
+                    print(f"bench: capacity {variant['label']} ...", flush=True)
+                    self._start_bench_gateway(
+                        url, address, port, variant["config"], variant["workers"], variant["env"]
+                    )
+                    for users in CAPACITY_STREAMS:
+                        cpu0 = self._cpu_s()
+                        run = self.locust_run(
+                            f"capacity-{variant['key']}-{users}", "loadtests/chat_stream.py",
+                            f"http://{address}:{port}", users, duration, load,
+                        )  # fmt: skip
+                        cpu = self._cpu_s() - cpu0
+                        summary = run["summary"]
+                        done = summary["requests"] - sum(summary["failures"].values())
+                        run.update(
+                            variant=variant["key"], label=variant["label"], adds=variant["adds"],
+                            workers=variant["workers"], gateway_cpu_s=round(cpu, 2),
+                            gateway_cpu_cores=cpu / duration,
+                            cpu_ms_per_request=cpu_ms_per_request(cpu, done),
+                        )  # fmt: skip
+                        result["runs"].append(run)
+                    if self.args.profile and variant["key"] == "ours":
+                        profiled = self._profiled_load(address, port, load, duration)
+                        result["profile"] = profiled
+            finally:
+                if self._unit_active():
+                    self.docker("systemctl", "stop", BENCH_UNIT, timeout=60)
+                self.docker("rm", "-rf", BENCH_DIR)
+        return result
+
+    def _profiled_load(self, address: str, port: int, load: list[str], duration: int) -> dict[str, Any]:
+        """50 streams on the bench gateway with py-spy attached for the run's middle."""
+        import threading
+
+        box: dict[str, Any] = {}
+        spy = threading.Thread(target=lambda: box.update(self._profile(max(5, duration - 6))))
+        timer = threading.Timer(3.0, spy.start)
+        timer.start()
+        self.locust_run("capacity-profiled-50", "loadtests/chat_stream.py", f"http://{address}:{port}", 50,
+                        duration, load)  # fmt: skip
+        timer.join()
+        spy.join(timeout=120)
+        return box
 
     def load(self) -> dict[str, Any]:
         return self.locust_run(
@@ -624,6 +847,106 @@ def render_chaos(data: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def capacity_law(runs: list[dict[str, Any]], bound_ms: float = 10.0) -> dict[str, Any] | None:
+    """The gateway's capacity from our configuration's runs (variants "ours" and "ours_2").
+
+    - CPU per streamed request: ours at its busiest run; `rps_per_core` = 1000 / that.
+    - The utilisation a core may run at while the first-token overhead (TTFT p95 over direct at
+      the same stream count) stays within `bound_ms`: the highest measured per-worker utilisation
+      (gateway cores / workers) among our runs that kept the bound; None when none did.
+    - Cores for a rate R: R x CPU ms / 1000 / that utilisation.
+    """
+    direct = {r["users"]: r["summary"]["ttft"]["p95"] for r in runs if r.get("variant") == "direct"}
+    ours = [r for r in runs if r.get("variant") in ("ours", "ours_2") and r.get("cpu_ms_per_request")]
+    if not ours:
+        return None
+    busiest = max([r for r in ours if r["variant"] == "ours"] or ours, key=lambda r: r["users"])
+    cpu_ms = busiest["cpu_ms_per_request"]
+    kept = []
+    for r in ours:
+        p95, base = r["summary"]["ttft"]["p95"], direct.get(r["users"])
+        if p95 is not None and base is not None and (p95 - base) * 1000 <= bound_ms:
+            kept.append((r["gateway_cpu_cores"] / r.get("workers", 1), r))
+    utilisation, at = max(kept, key=lambda k: k[0]) if kept else (None, None)
+    law: dict[str, Any] = {
+        "cpu_ms_per_request": cpu_ms,
+        "rps_per_core": 1000.0 / cpu_ms,
+        "streams": busiest["users"],
+        "bound_ms": bound_ms,
+        "utilisation": utilisation,
+        "utilisation_at": None if at is None else f"{at['label']}, {at['users']} streams",
+    }
+    if utilisation:
+        law["cores_for_100_rps"] = 100.0 * cpu_ms / 1000.0 / utilisation
+        fifty = next((r for r in runs if r.get("variant") == "direct" and r["users"] == 50), None)
+        if fifty:
+            law["cores_for_50_streams"] = fifty["summary"]["rps"] * cpu_ms / 1000.0 / utilisation
+    return law
+
+
+def render_capacity(data: dict[str, Any]) -> list[str]:
+    b = data["backend"]
+    runs = data["runs"]
+    lines = [
+        "### Gateway capacity, one change at a time (reference backend: TTFT "
+        f"{b['ttft_ms']} ms, ITL {b['itl_ms']} ms, {b['tokens']} tokens)",
+        "",
+        "| configuration | adds | streams | req/s | TTFT p50 | TTFT p95 | gateway cores | CPU ms / request "
+        "| req/s per core | TTFT p95 over direct |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    direct = {r["users"]: r for r in runs if r.get("variant") == "direct"}
+    for r in runs:
+        s_ = r["summary"]
+        base = direct.get(r["users"])
+        over = (
+            f"+{(s_['ttft']['p95'] - base['summary']['ttft']['p95']) * 1000:.1f} ms"
+            if r.get("variant") != "direct" and base and s_["ttft"]["p95"] and base["summary"]["ttft"]["p95"]
+            else "-"
+        )
+        cpu = r.get("cpu_ms_per_request")
+        cores = "-" if r.get("gateway_cpu_cores") is None else f"{r['gateway_cpu_cores']:.2f}"
+        per_core = "-" if not cpu else f"{1000 / cpu:.0f}"
+        lines.append(
+            f"| {r['label']} | {r.get('adds', '-')} | {r['users']} | {s_['rps']:.1f} "
+            f"| {_ms(s_['ttft']['p50'])} | {_ms(s_['ttft']['p95'])} | {cores} "
+            f"| {'-' if cpu is None else f'{cpu:.1f}'} | {per_core} | {over} |"
+        )
+    lines.append("")
+    law = capacity_law(runs)
+    if law:
+        lines.append(
+            f"- Capacity law (ours, at {law['streams']} streams): {law['cpu_ms_per_request']:.1f} ms of "
+            f"gateway CPU per {b['tokens']}-token stream: **{law['rps_per_core']:.0f} streamed requests a "
+            "second per core** at full use."
+        )
+        if law["utilisation"]:
+            lines.append(
+                f"- The first-token overhead stayed within {law['bound_ms']:g} ms p95 up to "
+                f"{law['utilisation']:.0%} use of a worker's core ({law['utilisation_at']}): "
+                f"**{law['cores_for_100_rps']:.1f} cores for the design's 100 requests a second**"
+                + (
+                    f", {law['cores_for_50_streams']:.1f} cores for 50 streams at the direct rate"
+                    if law.get("cores_for_50_streams")
+                    else ""
+                )
+                + "."
+            )
+        else:
+            lines.append(
+                f"- No run of ours kept the first-token overhead within {law['bound_ms']:g} ms p95 on this "
+                "machine, so the cores for the bound cannot be derived from it."
+            )
+        lines.append("")
+    profile = data.get("profile") or {}
+    if profile.get("top"):
+        lines += ["Where ours spends its time at 50 streams (py-spy, share of samples):", "",
+                  "| frame | self | inclusive |", "|---|---|---|"]  # fmt: skip
+        lines += [f"| `{t['frame']}` | {t['self']:.1%} | {t['inclusive']:.1%} |" for t in profile["top"]]
+        lines.append("")
+    return lines
+
+
 # One renderer per step, each returning its Markdown lines (as Locust's get_*_summary functions).
 RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "calibrate": render_calibrate,
@@ -631,6 +954,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "load": render_load,
     "chaos": render_chaos,
     "rate": render_rate,
+    "capacity": render_capacity,
 }
 
 

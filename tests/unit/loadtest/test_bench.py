@@ -220,7 +220,7 @@ def test_steps_run_in_the_canonical_order() -> None:
 
 # -- one renderer per step ----------------------------------------------------------------------
 def test_render_dispatches_every_step_to_its_own_renderer() -> None:
-    assert set(bench.RENDERERS) == set(bench.STEPS)
+    assert set(bench.RENDERERS) == set(bench.STEPS + bench.EXTRA_STEPS)
     steps = {k: v for k, v in REPORT["steps"].items() if "error" not in v}
     text = bench.render({"machine": REPORT["machine"], "steps": steps}, "c")
     for name, data in steps.items():
@@ -341,3 +341,97 @@ def test_bench_unit_properties_of_a_bare_unit() -> None:
 def test_exec_path_refuses_a_unit_without_exec_start() -> None:
     with pytest.raises(bench.BenchError, match="no ExecStart path"):
         bench.exec_path("")
+
+
+CAP_CONFIG: dict[str, Any] = {
+    "model_list": [
+        {"model_name": "swarm-chat", "litellm_params": {"model": "hosted_vllm/x"}, "model_info": {}}
+    ],
+    "router_settings": {"num_retries": 2, "fallbacks": [{"swarm-chat": ["x"]}], "redis_host": "127.0.0.1"},
+    "litellm_settings": {
+        "drop_params": True,
+        "request_timeout": 600,
+        "cache": True,
+        "cache_params": {"type": "redis", "host": "127.0.0.1"},
+        "callbacks": [
+            "prometheus",
+            "aiswarm.gateway.guard.engine_guard",
+            "aiswarm.router.hook.proxy_handler_instance",
+            "aiswarm.gateway.limits.request_limits",
+        ],
+    },
+    "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY", "health_check_interval": 300},
+}
+
+
+def test_capacity_variants_add_one_thing_of_ours_at_a_time() -> None:
+    variants = {
+        v["key"]: v for v in bench.capacity_variants(CAP_CONFIG, "http://10.0.0.1:9000", "swarm-chat")
+    }
+    assert list(variants) == [
+        "bare", "cache", "prometheus", "guard", "router", "limits", "router_settings",
+        "ours", "ours_quiet", "ours_2",
+    ]  # fmt: skip
+    bare = variants["bare"]["config"]
+    assert bare["litellm_settings"] == {"drop_params": True}
+    assert "router_settings" not in bare
+    assert bare["general_settings"] == {"master_key": "os.environ/LITELLM_MASTER_KEY"}
+    assert bare["model_list"][0]["litellm_params"]["api_base"] == "http://10.0.0.1:9000/v1"
+    assert variants["cache"]["config"]["litellm_settings"]["cache_params"]["type"] == "redis"
+    assert variants["cache"]["config"]["router_settings"] == {"redis_host": "127.0.0.1"}
+    assert variants["limits"]["config"]["litellm_settings"]["callbacks"] == [
+        "aiswarm.gateway.limits.request_limits"
+    ]
+    assert variants["guard"]["config"]["model_list"][0]["model_info"]["aiswarm_engine"] == "llamacpp"
+    assert "aiswarm_engine" not in variants["router"]["config"]["model_list"][0]["model_info"]
+    settings = variants["router_settings"]["config"]["router_settings"]
+    assert settings == {"num_retries": 2}  # fallbacks name groups the bench gateway lacks; no Redis
+    assert (
+        variants["ours"]["config"]["litellm_settings"]["callbacks"]
+        == CAP_CONFIG["litellm_settings"]["callbacks"]
+    )
+    assert (variants["ours_2"]["workers"], variants["ours_quiet"]["env"]) == (2, {"LITELLM_LOG": "ERROR"})
+    assert CAP_CONFIG["model_list"][0]["model_info"] == {}  # the input is not changed
+
+
+def _cap(variant: str, users: int, p95: float, cores: float, cpu_ms: float | None, workers: int = 1) -> dict:
+    run = _run("gateway", users, 10.0, 0.05, cores=cores)
+    run["summary"]["ttft"]["p95"] = p95
+    run.update(variant=variant, label=variant, workers=workers, cpu_ms_per_request=cpu_ms)
+    return run
+
+
+def test_the_capacity_law_uses_the_busiest_run_and_the_utilisation_that_kept_the_bound() -> None:
+    runs = [
+        _cap("direct", 1, 0.051, None, None),
+        _cap("direct", 10, 0.052, None, None),
+        _cap("direct", 50, 0.055, None, None),
+        _cap("ours", 1, 0.058, 0.05, 30.0),
+        _cap("ours", 10, 0.060, 0.40, 25.0),  # +8 ms at 40 % of one core: kept
+        _cap("ours", 50, 0.900, 0.99, 20.0),  # saturated
+        _cap("ours_2", 10, 0.070, 0.90, 22.0, workers=2),  # +18 ms: not kept
+    ]
+    runs[2]["summary"]["rps"] = 240.0
+    law = bench.capacity_law(runs)
+    assert law["cpu_ms_per_request"] == 20.0 and law["rps_per_core"] == 50.0 and law["streams"] == 50
+    assert law["utilisation"] == pytest.approx(0.40)
+    assert law["cores_for_100_rps"] == pytest.approx(100 * 0.020 / 0.40)
+    assert law["cores_for_50_streams"] == pytest.approx(240 * 0.020 / 0.40)
+    text = "\n".join(
+        bench.render_capacity({"backend": {"ttft_ms": 50, "itl_ms": 10, "tokens": 16}, "runs": runs})
+    )
+    assert "**50 streamed requests a second per core**" in text and "**5.0 cores" in text
+    runs[4]["summary"]["ttft"]["p95"] = 0.2
+    assert bench.capacity_law(runs)["utilisation"] == pytest.approx(0.05)  # then only 1 stream kept it
+    runs[3]["summary"]["ttft"]["p95"] = 0.2
+    assert bench.capacity_law(runs)["utilisation"] is None
+    assert bench.capacity_law(runs[:3]) is None
+
+
+def test_top_frames_from_collapsed_stacks() -> None:
+    collapsed = "main;loop;parse 30\nmain;loop;send 50\nmain;idle 20\nbroken line\n"
+    top = bench.top_frames(collapsed, limit=2)
+    assert [t["frame"] for t in top] == ["send", "parse"]
+    assert top[0]["self"] == pytest.approx(0.5) and top[1]["inclusive"] == pytest.approx(0.3)
+    assert bench.top_frames("") == []
+    assert bench.cpu_ms_per_request(2.0, 100) == 20.0 and bench.cpu_ms_per_request(None, 5) is None

@@ -896,7 +896,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
     t0 = time.monotonic()
     pins = [(need.name, need.origin()) for need in needs if need.kind == "pip"]
-    pins += [(pin, "--requirement") for pin in args.requirement]
+    pins += [(pin, "command line: --requirement") for pin in args.requirement]
     projects = []
     for need in [need for need in needs if need.kind == "project"]:
         label, requirements, problems = read_project(Path(need.name))
@@ -911,7 +911,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  ({time.monotonic() - t0:.1f} s)")
     t0 = time.monotonic()
     apt = [need for need in needs if need.kind == "apt"]
-    apt += [Need("apt", name, "--package", "command line") for name in args.package]
+    apt += [Need("apt", name, "command line", "--package") for name in args.package]
     for suite in args.suite:
         index = deb_index(args.deb_mirror, suite, deb_arch, cache)
         print(f"Debian packages ({len(dict.fromkeys(n.name for n in apt))}) in {index.label}:")

@@ -622,7 +622,7 @@ def parse_packages(text: str, label: str = "") -> DebIndex:
     stanza: dict[str, str] = {}
     for line in [*text.splitlines(), ""]:
         if line.strip():
-            key, _, value = line.partition(": ")
+            key, _colon, value = line.partition(": ")
             if key in ("Package", "Architecture", "Version", "Provides", "Depends", "Pre-Depends"):
                 stanza[key] = value.strip()
             continue
@@ -780,7 +780,7 @@ def check_pip(
     pins: list[tuple[str, str]], cache: Path, arch: str, index_url: str, report: Report, verbose: bool
 ) -> None:
     """pins: (requirement, where it comes from). One resolution of them all, as the node does."""
-    requirements = [pin for pin, _ in pins]
+    requirements = [pin for pin, _origin in pins]
     outcome = pip_download(requirements, cache, arch, index_url)
     if outcome.ok:
         for pin, origin in pins:
@@ -931,7 +931,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--group", default="gateway", help="inventory group whose roles are checked")
     parser.add_argument("--role", action="append", default=[], help="check this role instead (repeatable)")
     parser.add_argument("--requirement", action="append", default=[], help="also check this pip pin")

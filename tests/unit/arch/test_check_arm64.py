@@ -332,7 +332,7 @@ def test_release_entry_and_a_cached_index_that_is_fetched_once(monkeypatch, tmp_
         return release.encode() if url.endswith("/Release") else packages_xz
 
     monkeypatch.setattr(arch, "_http_get", fake_get)
-    for _ in range(2):
+    for _run in range(2):
         index = arch.deb_index("http://deb.example/debian", "bookworm", "arm64", tmp_path)
         assert tuple(index.packages["mawk"]) == ("arm64", "1.3.4.20200120-3.1")
         assert "Release of Sat, 11 Jul 2026" in index.label

@@ -7,7 +7,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 export AISWARM_VENV := $(abspath $(VENV))
 
-.PHONY: help bootstrap lab lab-down lab-status test lint sanity unit build molecule lab-test bench
+.PHONY: help bootstrap lab lab-down lab-status test lint sanity unit build arch molecule lab-test bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -24,10 +24,10 @@ lab-status: ## Show the lab nodes
 lab-down: ## Remove the lab nodes and network (keeps the image and the caches)
 	@$(VENV)/bin/python lab/lab.py down
 
-test: bootstrap ## Run every test stage: lint, sanity, unit, build, molecule, lab
+test: bootstrap ## Run every test stage: lint, sanity, unit, build, arch, molecule, lab
 	@bash tests/run.sh
 
-lint sanity unit build molecule: bootstrap ## Run one test stage
+lint sanity unit build arch molecule: bootstrap ## Run one test stage
 	@bash tests/run.sh $@
 
 lab-test: bootstrap ## Run the whole-swarm lab stage alone

@@ -5,7 +5,9 @@
 #   tests/run.sh                 all stages
 #   tests/run.sh lint unit       only the named stages
 #
-# Stages: lint sanity unit build molecule lab
+# Stages: lint sanity unit build arch molecule lab
+#   arch: what the gateway's roles install exists for arm64 (tests/arch/check_arm64.py; needs
+#         PyPI and the Debian mirror, fails without them)
 # Environment: AISWARM_KEEP_LAB=1 leaves the lab running after the lab stage;
 #              AISWARM_MOLECULE_SCENARIOS="common redis" limits the Molecule stage.
 set -uo pipefail
@@ -19,7 +21,7 @@ export PY_COLORS=0 ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 NO_COLOR=1
 logs="$root/.ci/logs"
 mkdir -p "$logs"
 
-all_stages=(lint sanity unit build molecule lab)
+all_stages=(lint sanity unit build arch molecule lab)
 stages=("$@")
 [[ ${#stages[@]} -eq 0 ]] && stages=("${all_stages[@]}")
 
@@ -50,6 +52,11 @@ stage_build() {
   local rc=$?
   rm -rf "$out"
   return $rc
+}
+
+# The gateway node is arm64: every pin and Debian package its roles install must exist for it.
+stage_arch() {
+  python tests/arch/check_arm64.py
 }
 
 stage_molecule() {

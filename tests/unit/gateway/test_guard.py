@@ -18,6 +18,7 @@ from aiswarm.gateway.guard import (
     Settings,
     Target,
     Traffic,
+    due,
     socket_inodes,
     target_of,
     traffic,
@@ -249,3 +250,31 @@ def test_a_busy_engine_that_streams_stays_in_rotation_until_its_streams_stop() -
             engine.server.close()
 
     asyncio.run(scenario())
+
+
+SETTINGS = Settings(interval_s=0.25, timeout_s=1.5, failures=1, idle_interval_s=5.0)
+
+
+@pytest.mark.parametrize(
+    ("health", "seen", "since", "expected"),
+    [
+        (Health(1, up=False), Traffic(3, 0.01, 0), 0.0, True),  # out of rotation: probe for failback
+        (Health(2, failures=1), Traffic(), 0.1, True),  # a failure not yet decided
+        (Health(1), Traffic(40, 0.05, 12), 0.3, False),  # answers arrive: alive, no probe
+        (Health(1), Traffic(4, 0.4, 1), 0.3, True),  # a request waits, nothing for an interval
+        (Health(1), Traffic(4, 0.6, 0), 0.3, True),  # quiet for 0.6 s after traffic: a stalled stream?
+        (Health(1), Traffic(2, 30.0, 0), 1.0, False),  # idle pool connections, probed 1 s ago
+        (Health(1), Traffic(2, 30.0, 0), 5.0, True),  # ... and every idle interval
+        (Health(1), Traffic(), float("inf"), True),  # never probed
+    ],
+)
+def test_a_probe_is_due_only_when_traffic_does_not_tell(
+    health: Health, seen: Traffic, since: float, expected: bool
+) -> None:
+    assert due(health, seen, since, SETTINGS) is expected
+
+
+def test_the_idle_interval_comes_from_the_environment() -> None:
+    assert Settings.from_env({"AISWARM_GUARD_IDLE_INTERVAL_S": "2"}).idle_interval_s == 2.0
+    with pytest.raises(ValueError, match="AISWARM_GUARD_IDLE_INTERVAL_S: expected a positive number"):
+        Settings.from_env({"AISWARM_GUARD_IDLE_INTERVAL_S": "0"})

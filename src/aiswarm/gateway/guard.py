@@ -24,7 +24,9 @@ What it does, for every deployment the gateway config marks with ``model_info.ai
   connections to it received data within the last `timeout_s` (the kernel's
   ``tcpi_last_data_recv``), the engine is busy, not hung, and the probe counts for nothing;
   when requests wait on it (sent, nothing received since) and nothing arrived for as long, it
-  is hung now (see `verdict`);
+  is hung now (see `verdict`), unless its server still answers ``GET /health`` within 0.5 s:
+  then the probe waited in the engine's queue (llama-server serves a few slots and queues the
+  rest, and another gateway worker may hold them) and counts for nothing (`answers_health`);
 - `failures` failed probes in a row (no answer in time and no data, a refused connection, any
   status but 200), or one decisive one, take the engine out of rotation:
   `async_filter_deployments` drops its deployments, so no live request is used as a probe,
@@ -283,6 +285,7 @@ class ProbeResult:
     ok: bool
     error: str = ""
     timed_out: bool = False  # no answer within the timeout (as opposed to refused or an error status)
+    busy: bool = False  # timed out, but the engine's server answered /health: queued, not hung
 
 
 def probe(client: Any, target: Target) -> ProbeResult:
@@ -322,6 +325,39 @@ def due(health: Health, seen: Traffic, since_probe_s: float, settings: Settings)
     return since_probe_s >= settings.idle_interval_s
 
 
+def deployment_id(kwargs: Any) -> str | None:
+    """The id of the deployment a LiteLLM logging call is about (its `model_info.id`), if any."""
+    if not isinstance(kwargs, Mapping):
+        return None
+    payload = kwargs.get("standard_logging_object")
+    if isinstance(payload, Mapping) and payload.get("model_id"):
+        return str(payload["model_id"])
+    params = kwargs.get("litellm_params")
+    info = params.get("model_info") if isinstance(params, Mapping) else None
+    if isinstance(info, Mapping) and info.get("id"):
+        return str(info["id"])
+    return None
+
+
+HEALTH_TIMEOUT_S = 0.5
+
+
+def answers_health(client: Any, target: Target, timeout_s: float = HEALTH_TIMEOUT_S) -> bool:
+    """Whether the engine's HTTP server answers ``GET /health`` (vLLM and llama-server both serve it
+    without a key, from outside their generation loop) within `timeout_s`.
+
+    A chat probe that timed out may have waited in the engine's queue behind other gateways'
+    or other workers' requests (llama-server serves a few slots and queues the rest); an engine
+    that still answers this is busy, not hung. A stopped or cut-off one does not answer.
+    """
+    parts = urlsplit(target.api_base)
+    try:
+        response = client.get(f"{parts.scheme}://{parts.netloc}/health", timeout=timeout_s)
+    except Exception:  # pylint: disable=broad-exception-caught  # any transport error: no answer
+        return False
+    return response.status_code == 200
+
+
 def verdict(result: ProbeResult, seen: Traffic, timeout_s: float) -> tuple[bool | None, bool]:
     """How a probe counts: `(ok, decisive)`; ok None means it counts for nothing.
 
@@ -331,6 +367,8 @@ def verdict(result: ProbeResult, seen: Traffic, timeout_s: float) -> tuple[bool 
     decisive: the engine is hung now, whatever the failure threshold. Otherwise a timeout is one
     failure among `failures` (an idle engine: no evidence either way).
     """
+    if result.busy:
+        return None, False
     if result.ok or not result.timed_out:
         return result.ok, False
     if seen.freshest_data_s is not None and seen.freshest_data_s < timeout_s:
@@ -351,6 +389,7 @@ class EngineGuard(CustomLogger):
         self.environ = os.environ if environ is None else environ
         self.targets: dict[Target, set[str]] = {}  # target -> deployment ids
         self.health: dict[Target, Health] = {}
+        self.answered: dict[Target, float] = {}  # target -> monotonic time of its last successful request
         self._threads: dict[Target, threading.Thread] = {}
         self._lock = threading.Lock()
         self.stopping = threading.Event()
@@ -400,6 +439,9 @@ class EngineGuard(CustomLogger):
                     continue
                 last_probe = started
                 result = probe(client, target)
+                if result.timed_out and answers_health(client, target):
+                    # Queued behind other requests, not hung: the probe counts for nothing.
+                    result = ProbeResult(False, "busy: the probe waited in the engine's queue", busy=True)
                 if _PROBE is not None:
                     _PROBE.labels(api_base=target.api_base).observe(time.monotonic() - started)
                 try:
@@ -430,6 +472,18 @@ class EngineGuard(CustomLogger):
             target.api_base, result.error, ", requests waiting on it received nothing" if decisive else "",
             released,
         )  # fmt: skip
+
+    async def async_log_success_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """Note that the deployment's engine answered: the cheapest evidence that it is alive."""
+        ident = deployment_id(kwargs)
+        if ident is None:
+            return
+        now = time.monotonic()
+        for target, ids in list(self.targets.items()):
+            if ident in ids:
+                self.answered[target] = now
 
     def _seed_from_router(self) -> None:
         try:

@@ -18,6 +18,7 @@ from aiswarm.gateway.guard import (
     Settings,
     Target,
     Traffic,
+    deployment_id,
     due,
     socket_inodes,
     target_of,
@@ -130,6 +131,12 @@ class Engine:
                 0,
             )
             await reader.readexactly(length)
+            if head.startswith(b"GET /health"):
+                while self.frozen:
+                    await asyncio.sleep(0.02)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                await writer.drain()
+                return
             if head.startswith(b"GET /stream"):
                 writer.write(b"HTTP/1.1 200 OK\r\n\r\n")
                 while True:
@@ -278,3 +285,48 @@ def test_the_idle_interval_comes_from_the_environment() -> None:
     assert Settings.from_env({"AISWARM_GUARD_IDLE_INTERVAL_S": "2"}).idle_interval_s == 2.0
     with pytest.raises(ValueError, match="AISWARM_GUARD_IDLE_INTERVAL_S: expected a positive number"):
         Settings.from_env({"AISWARM_GUARD_IDLE_INTERVAL_S": "0"})
+
+
+def test_a_successful_request_marks_its_engine_alive_without_a_probe() -> None:
+    guard = EngineGuard(SETTINGS, {"ENGINE_KEY": "k"})
+    guard.stopping.set()  # no probe threads for this test
+    group = [deployment("p", "http://10.0.0.1:8000/v1"), deployment("f", "http://10.0.0.2:8081/v1")]
+    for d in group:
+        target = target_of(d, guard.environ)
+        guard.targets.setdefault(target, set()).add(d["model_info"]["id"])
+    asyncio.run(guard.async_log_success_event({"standard_logging_object": {"model_id": "f"}}, None, 0, 0))
+    assert set(guard.answered) == {target_of(group[1], guard.environ)}
+    assert deployment_id({"litellm_params": {"model_info": {"id": "p"}}}) == "p"
+    assert deployment_id({"standard_logging_object": {"model_id": None}}) is None
+    assert deployment_id(None) is None
+
+
+def test_a_queued_probe_of_an_engine_that_answers_health_counts_for_nothing() -> None:
+    """llama-server queues requests beyond its slots: a probe may wait there while this worker's own
+    requests wait too and receive nothing. /health still answers, so the engine stays in rotation;
+    frozen, it answers nothing and leaves at once."""
+
+    async def scenario() -> None:
+        engine = await Engine().start()
+        engine.delay = 1.0  # every chat probe (0.3 s timeout) times out: queued
+        guard = EngineGuard(Settings(interval_s=0.05, timeout_s=0.3, failures=1), {"ENGINE_KEY": "k"})
+        group = [deployment("p", engine.api_base)]
+        target = target_of(group[0], guard.environ)
+        reader, writer = await asyncio.open_connection("127.0.0.1", engine.port)
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+        await writer.drain()  # a request of ours waits in the queue, nothing received
+        waiter = asyncio.ensure_future(reader.read())
+        try:
+            await guard.async_filter_deployments("m", group, None)
+            await asyncio.sleep(1.5)
+            assert guard.health[target].up
+            engine.frozen = True
+            await _until(lambda: not guard.health[target].up)
+        finally:
+            guard.stopping.set()
+            waiter.cancel()
+            writer.close()
+            engine.frozen = False
+            engine.server.close()
+
+    asyncio.run(scenario())

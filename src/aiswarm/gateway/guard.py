@@ -24,7 +24,7 @@ What it does, for every deployment the gateway config marks with ``model_info.ai
   connections to it received data within the last `timeout_s` (the kernel's
   ``tcpi_last_data_recv``), the engine is busy, not hung, and the probe counts for nothing;
   when requests wait on it (sent, nothing received since) and nothing arrived for as long, it
-  is hung now (see `verdict`), unless its server still answers ``GET /health`` within 0.5 s:
+  is hung now (see `verdict`), unless its server answers ``GET /health``, asked at the same time:
   then the probe waited in the engine's queue (llama-server serves a few slots and queues the
   rest, and another gateway worker may hold them) and counts for nothing (`answers_health`);
 - `failures` failed probes in a row (no answer in time and no data, a refused connection, any
@@ -425,21 +425,39 @@ class EngineGuard(CustomLogger):
 
         limits = httpx.Limits(max_keepalive_connections=0)
         last_probe = float("-inf")
-        with httpx.Client(timeout=self.settings.timeout_s, limits=limits) as client:
+        with (
+            httpx.Client(timeout=self.settings.timeout_s, limits=limits) as client,
+            httpx.Client(timeout=self.settings.timeout_s, limits=limits) as health_client,
+        ):
             while not self.stopping.is_set():
                 started = time.monotonic()
+                health = self.health[target]
+                recent = started - self.answered.get(target, float("-inf")) < self.settings.interval_s
+                if health.up and not health.failures and recent:
+                    # A request to it succeeded within the interval: alive, and no /proc read needed
+                    # (under load that read, every interval, would cost more than the probes it saves).
+                    self.stopping.wait(self.settings.interval_s)
+                    continue
                 try:
-                    wanted = due(
-                        self.health[target], traffic(*target.address), started - last_probe, self.settings
-                    )
+                    wanted = due(health, traffic(*target.address), started - last_probe, self.settings)
                 except Exception:  # pylint: disable=broad-exception-caught  # when in doubt, probe
                     wanted = True
                 if not wanted:
                     self.stopping.wait(self.settings.interval_s)
                     continue
                 last_probe = started
+                # /health is asked at the same time as the chat probe, with as much patience, so that
+                # a starved but live server has the whole timeout to answer and a hung one costs
+                # nothing more than the probe's own timeout.
+                alive: list[bool] = []
+                checker = threading.Thread(
+                    target=self._health_into, args=(health_client, target, alive), daemon=True
+                )
+                checker.start()
                 result = probe(client, target)
-                if result.timed_out and answers_health(client, target):
+                if result.timed_out:
+                    checker.join(self.settings.timeout_s)
+                if result.timed_out and alive and alive[0]:
                     # Queued behind other requests, not hung: the probe counts for nothing.
                     result = ProbeResult(False, "busy: the probe waited in the engine's queue", busy=True)
                 if _PROBE is not None:
@@ -449,6 +467,9 @@ class EngineGuard(CustomLogger):
                 except Exception:  # pylint: disable=broad-exception-caught  # the watch must outlive any surprise
                     log.exception("engine guard: could not act on a probe of %s", target.api_base)
                 self.stopping.wait(self.settings.interval_s)
+
+    def _health_into(self, client: Any, target: Target, out: list[bool]) -> None:
+        out.append(answers_health(client, target, self.settings.timeout_s))
 
     def apply(self, target: Target, result: ProbeResult) -> None:
         """Count a probe (see `verdict`) and act on a change of state."""

@@ -2,15 +2,21 @@
 
 Run on the node by verify.yml: `python3 slots.py BASE_URL MODEL MAX_TOKENS` with the key in
 LLAMACPP_API_KEY (BASE_URL ends in /v1; /slots and /metrics are beside it). Standard library only.
+Each long request runs in a client process of its own, so that it can be killed (SIGKILL) like a
+client that went away.
 
-1. A long non-streaming request L asks for far more than MAX_TOKENS. It runs in a client process
-   of its own, so that it can be killed like a client that went away. /slots must show its budget
-   (n_decoded + n_remain) at most MAX_TOKENS: the server's --n-predict ceiling clamped it.
-2. While L is generating, a short request S must be answered, and L must still be generating
-   afterwards: the two ran at the same time (one lock, as in llama_cpp.server, would queue S).
-3. The L client is killed with SIGKILL. Every slot must be idle within GRACE_S seconds (the server
-   looks at a waiting connection once a second), /metrics must show no request processing, and
-   L must have produced fewer tokens than its budget: the work stopped, it did not run to its end.
+1. A long non-streaming chat request asks for far more tokens than MAX_TOKENS. /slots must show
+   its budget (n_decoded + n_remain) at most MAX_TOKENS: the server's ceiling lowered it.
+2. While it generates, a short request must be answered, and the long one must still be
+   generating afterwards: the two ran at the same time (one lock would have queued the short one).
+   Then its client is killed and its slot must be idle within GRACE_S seconds.
+3. An abandoned non-streaming request with more work than the server can do before it looks at
+   the connection (llama-server checks a waiting client once a second; the tiny model can write
+   several thousand tokens in that second): one /v1/completions request with PROMPTS prompts,
+   each asking for far more than MAX_TOKENS, so two generate and the rest wait in the queue. Its
+   client is killed as soon as it generates. Every slot must be idle within GRACE_S seconds and
+   stay idle, nothing may wait in the queue, and the tokens generated for it must stay below
+   PROMPTS x MAX_TOKENS: the work stopped, it did not run to its end.
 
 Prints one JSON line with the measurements; exits 1 with a reason when a check fails.
 """
@@ -20,7 +26,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,6 +34,8 @@ from urllib.parse import urlsplit
 GRACE_S = 5.0
 POLL_S = 0.05
 ASK_TOKENS = 1_000_000
+PROMPTS = 16
+PROMPT = "Tell me a long story."
 
 
 class CheckFailed(Exception):
@@ -52,17 +59,20 @@ class Api:
         finally:
             conn.close()
 
-    def chat(self, model: str, max_tokens: int, timeout: float) -> dict:
-        body = {
-            "model": model,
-            "stream": False,
-            "max_tokens": max_tokens,
-            "messages": [{"role": "user", "content": "Tell me a long story."}],
-        }
-        status, raw = self.call("POST", f"{self.prefix}/chat/completions", body, timeout)
+    def post(self, path: str, body: dict, timeout: float) -> dict:
+        status, raw = self.call("POST", f"{self.prefix}{path}", body, timeout)
         if status != 200:
-            raise CheckFailed(f"chat completion answered {status}: {raw[:300]!r}")
+            raise CheckFailed(f"POST {path} answered {status}: {raw[:300]!r}")
         return json.loads(raw)
+
+    def chat(self, model: str, max_tokens: int, timeout: float) -> dict:
+        messages = [{"role": "user", "content": PROMPT}]
+        body = {"model": model, "stream": False, "max_tokens": max_tokens, "messages": messages}
+        return self.post("/chat/completions", body, timeout)
+
+    def completions(self, model: str, prompts: list[str], max_tokens: int, timeout: float) -> dict:
+        body = {"model": model, "stream": False, "max_tokens": max_tokens, "prompt": prompts}
+        return self.post("/completions", body, timeout)
 
     def slots(self) -> list[dict]:
         status, raw = self.call("GET", "/slots", timeout=10)
@@ -77,7 +87,7 @@ class Api:
         values = {}
         for line in raw.decode().splitlines():
             if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
+                name, value = line.rsplit(" ", 1)
                 values[name] = float(value)
         return values
 
@@ -92,107 +102,136 @@ def progress(slot: dict) -> tuple[int, int]:
     return int(token.get("n_decoded", 0)), int(token.get("n_remain", -1))
 
 
-def wait_idle(api: Api, timeout: float) -> float:
-    start = time.monotonic()
-    while busy(api.slots()):
-        if time.monotonic() - start > timeout:
-            raise CheckFailed(f"a slot was still processing {timeout:.0f} s later")
-        time.sleep(POLL_S)
-    return time.monotonic() - start
-
-
-def client(base_url: str, model: str) -> int:
-    """The long request's own process: asks for far more tokens than the ceiling, waits."""
-    Api(base_url, os.environ["LLAMACPP_API_KEY"]).chat(model, ASK_TOKENS, timeout=3600)
+def client(kind: str, base_url: str, model: str) -> int:
+    """A long request's own process: asks for far more tokens than the ceiling, waits."""
+    api = Api(base_url, os.environ["LLAMACPP_API_KEY"])
+    if kind == "chat":
+        api.chat(model, ASK_TOKENS, timeout=3600)
+    else:
+        api.completions(model, [PROMPT] * PROMPTS, ASK_TOKENS, timeout=3600)
     return 0
+
+
+def start_client(kind: str, base_url: str, model: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, __file__, "--client", kind, base_url, model])
+
+
+def wait_generating(api: Api, proc: subprocess.Popen, what: str) -> list[dict]:
+    """The slots that generate for the client's request, once one has produced a token."""
+    start = time.monotonic()
+    while True:
+        running = [slot for slot in busy(api.slots()) if progress(slot)[0] > 0]
+        if running:
+            return running
+        if proc.poll() is not None:
+            raise CheckFailed(f"{what} ended (rc {proc.returncode}) before it was seen generating")
+        if time.monotonic() - start > 60:
+            raise CheckFailed(f"{what} did not start generating within 60 s")
+        time.sleep(POLL_S)
+
+
+def check_budgets(running: list[dict], max_tokens: int, what: str) -> int:
+    budgets = {sum(progress(slot)) for slot in running}
+    if not all(0 < budget <= max_tokens for budget in budgets):
+        raise CheckFailed(
+            f"{what} asked for {ASK_TOKENS} tokens and got budgets {sorted(budgets)}, "
+            f"not at most the ceiling {max_tokens}"
+        )
+    return max(budgets)
+
+
+def kill_and_wait_idle(api: Api, proc: subprocess.Popen, what: str) -> float:
+    """SIGKILL the client, then every slot must be idle within GRACE_S and nothing queued."""
+    proc.kill()
+    proc.wait()
+    killed = time.monotonic()
+    while True:
+        running = busy(api.slots())
+        if not running:
+            break
+        if time.monotonic() - killed > GRACE_S:
+            decoded = [progress(slot)[0] for slot in running]
+            raise CheckFailed(
+                f"{len(running)} slot(s) still generated {GRACE_S:.0f} s after the client of {what} "
+                f"was killed ({decoded} tokens so far)"
+            )
+        time.sleep(POLL_S)
+    idle_s = time.monotonic() - killed
+    # A queued task that survived the cancel would start in the next loop of the server.
+    time.sleep(1.5)
+    running = busy(api.slots())
+    deferred = api.metrics()["llamacpp:requests_deferred"]
+    if running or deferred:
+        raise CheckFailed(
+            f"after the client of {what} was killed, its work went on: {len(running)} slot(s) "
+            f"generating and {deferred:.0f} task(s) queued 1.5 s after the slots were idle"
+        )
+    return round(idle_s, 2)
 
 
 def check(base_url: str, model: str, max_tokens: int) -> dict:
     api = Api(base_url, os.environ["LLAMACPP_API_KEY"])
     facts: dict = {"slots": len(api.slots()), "ceiling": max_tokens}
-    wait_idle(api, 60)
-    predicted_before = api.metrics()["llamacpp:tokens_predicted_total"]
+    start = time.monotonic()
+    while busy(api.slots()):
+        if time.monotonic() - start > 60:
+            raise CheckFailed("a slot was still processing 60 s after the checks began")
+        time.sleep(POLL_S)
 
-    # 1. The long request, in a process that can be killed; wait until it generates.
-    long_client = subprocess.Popen([sys.executable, __file__, "--client", base_url, model])
+    # 1 and 2: the long chat request, the ceiling, a short request beside it.
+    proc = start_client("chat", base_url, model)
     try:
-        start = time.monotonic()
-        while True:
-            running = [s for s in busy(api.slots()) if progress(s)[0] > 0]
-            if running:
-                break
-            if long_client.poll() is not None:
-                raise CheckFailed(
-                    f"the long request ended (rc {long_client.returncode}) before it was seen generating"
-                )
-            if time.monotonic() - start > 60:
-                raise CheckFailed("the long request did not start generating within 60 s")
-            time.sleep(POLL_S)
+        running = wait_generating(api, proc, "the long chat request")
         long_slot = running[0]["id"]
-        decoded, remain = progress(running[0])
-        facts["long_budget"] = decoded + remain
-        if not 0 < decoded + remain <= max_tokens:
-            raise CheckFailed(
-                f"the long request asked for {ASK_TOKENS} tokens and got a budget of {decoded + remain}, "
-                f"not at most the ceiling {max_tokens}"
-            )
-
-        # 2. A short request while the long one generates.
+        facts["chat_budget"] = check_budgets(running, max_tokens, "the long chat request")
         t0 = time.monotonic()
         short = api.chat(model, 4, timeout=60)
         facts["short_ms"] = round((time.monotonic() - t0) * 1000, 1)
-        facts["short_tokens"] = short["usage"]["completion_tokens"]
-        still = [s for s in busy(api.slots()) if s["id"] == long_slot]
-        if not still or long_client.poll() is not None:
+        still = [slot for slot in busy(api.slots()) if slot["id"] == long_slot]
+        if not still or proc.poll() is not None:
             raise CheckFailed(
                 f"the long request was no longer generating when the short one ({facts['short_ms']} ms) "
                 "was answered: nothing shows that they ran at the same time"
             )
-        decoded, _ = progress(still[0])
-        facts["long_decoded_at_kill"] = decoded
-
-        # 3. Kill the long request's client; its slot must be freed.
-        long_client.send_signal(signal.SIGKILL)
-        long_client.wait()
-        killed = time.monotonic()
-        last_decoded = decoded
-        while True:
-            processing = [s for s in busy(api.slots()) if s["id"] == long_slot]
-            if not processing:
-                break
-            last_decoded = progress(processing[0])[0]
-            if time.monotonic() - killed > GRACE_S:
-                raise CheckFailed(
-                    f"the long request's slot was still generating {GRACE_S:.0f} s after its client "
-                    f"was killed ({last_decoded} tokens)"
-                )
-            time.sleep(POLL_S)
-        facts["idle_after_kill_s"] = round(time.monotonic() - killed, 2)
-        facts["long_decoded_last_seen"] = last_decoded
+        facts["short_tokens"] = short["usage"]["completion_tokens"]
+        facts["chat_decoded_when_short_answered"] = progress(still[0])[0]
+        facts["chat_idle_after_kill_s"] = kill_and_wait_idle(api, proc, "the long chat request")
     finally:
-        if long_client.poll() is None:
-            long_client.kill()
-            long_client.wait()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
+    # 3: an abandoned request with PROMPTS x MAX_TOKENS of work.
+    before = api.metrics()["llamacpp:tokens_predicted_total"]
+    proc = start_client("completions", base_url, model)
+    try:
+        running = wait_generating(api, proc, f"the {PROMPTS}-prompt request")
+        facts["abandoned_budget"] = check_budgets(running, max_tokens, f"the {PROMPTS}-prompt request")
+        facts["abandoned_idle_after_kill_s"] = kill_and_wait_idle(api, proc, f"the {PROMPTS}-prompt request")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     metrics = api.metrics()
-    facts["requests_processing"] = metrics["llamacpp:requests_processing"]
-    # Flushed when a slot is released, so it holds the long request's tokens up to its cancel.
-    facts["tokens_predicted"] = int(metrics["llamacpp:tokens_predicted_total"] - predicted_before)
-    long_tokens = facts["tokens_predicted"] - facts["short_tokens"]
-    if facts["requests_processing"] != 0:
-        raise CheckFailed(f"/metrics still shows {facts['requests_processing']} request(s) processing")
-    if long_tokens >= facts["long_budget"]:
+    # Counted when a slot is released, so it holds each task's tokens up to its cancel.
+    facts["abandoned_tokens"] = int(metrics["llamacpp:tokens_predicted_total"] - before)
+    facts["abandoned_work"] = PROMPTS * facts["abandoned_budget"]
+    if metrics["llamacpp:requests_processing"] != 0:
         raise CheckFailed(
-            f"the long request produced {long_tokens} tokens, its whole budget of {facts['long_budget']}: "
-            "it ran to its end instead of stopping when its client went away"
+            f"/metrics still shows {metrics['llamacpp:requests_processing']:.0f} request(s) processing"
         )
-    facts["long_tokens"] = long_tokens
+    if facts["abandoned_tokens"] >= facts["abandoned_work"]:
+        raise CheckFailed(
+            f"the abandoned request produced {facts['abandoned_tokens']} tokens, all of its "
+            f"{PROMPTS} x {facts['abandoned_budget']}: it ran to its end instead of stopping when its "
+            "client went away"
+        )
     return facts
 
 
 def main() -> int:
     if sys.argv[1] == "--client":
-        return client(sys.argv[2], sys.argv[3])
+        return client(sys.argv[2], sys.argv[3], sys.argv[4])
     base_url, model, max_tokens = sys.argv[1], sys.argv[2], int(sys.argv[3])
     try:
         facts = check(base_url, model, max_tokens)

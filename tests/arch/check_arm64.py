@@ -352,12 +352,26 @@ def roles_for_group(root: Path, group: str, playbook: str = "site.yml") -> list[
         patterns = [p.strip() for p in re.split(r"[:,]", str(play.get("hosts", ""))) if p.strip()]
         if not any(p.lstrip("&") in groups for p in patterns if not p.startswith("!")):
             continue
-        for entry in play.get("roles") or []:
-            name = entry if isinstance(entry, str) else entry.get("role", entry.get("name"))
+        names = [e if isinstance(e, str) else e.get("role", e.get("name")) for e in play.get("roles") or []]
+        for task in play.get("tasks") or []:
+            spec = next((task[k] for k in ROLE_TASK_KEYS if isinstance(task.get(k), dict)), None)
+            # A role imported for one group only (playbooks/engines.yml): when: ... in groups['x'].
+            only = re.search(r"groups\[['\"]([\w-]+)['\"]\]", str(task.get("when", "")))
+            if spec and (only is None or only.group(1) in groups):
+                names.append(spec.get("name"))
+        for name in names:
             name = str(name).removeprefix(f"{COLLECTION}.")
             if name not in roles:
                 roles.append(name)
     return roles
+
+
+ROLE_TASK_KEYS = (
+    "ansible.builtin.import_role",
+    "import_role",
+    "ansible.builtin.include_role",
+    "include_role",
+)
 
 
 # --- Python requirements --------------------------------------------------------------------

@@ -299,6 +299,59 @@ def top_frames(collapsed: str, limit: int = 15) -> list[dict[str, Any]]:
     return [{"frame": f, "self": own[f] / total, "inclusive": inclusive.get(f, 0) / total} for f in ranked]
 
 
+# Where a gateway sample belongs, by the files on its stack (first match in this order wins for
+# the "self" column; "inclusive" counts every component on the stack).
+PROFILE_COMPONENTS: dict[str, tuple[str, ...]] = {
+    "aiswarm request limits": ("aiswarm/gateway/limits.py",),
+    "aiswarm engine guard": ("aiswarm/gateway/guard.py",),
+    "aiswarm cost router": ("aiswarm/router/",),
+    "LiteLLM Prometheus callback": ("integrations/prometheus",),
+    "LiteLLM response cache (Redis)": ("caching/", "redis/"),
+    "LiteLLM logging and callbacks": ("litellm_logging.py", "custom_logger.py"),
+    "LiteLLM streaming chunk handling": ("streaming_handler.py", "streaming_chunk_builder"),
+    "LiteLLM router": ("litellm/router.py", "router_utils/", "router_strategy/"),
+    "LiteLLM proxy request path": ("litellm/proxy/",),
+    "LiteLLM provider call": ("litellm/llms/", "litellm/main.py"),
+    "HTTP client to the engine (httpx, aiohttp)": ("httpx/", "httpcore/", "aiohttp/"),
+    "HTTP server (uvicorn, starlette, fastapi)": ("uvicorn/", "starlette/", "fastapi/", "h11/"),
+    "pydantic": ("pydantic/", "pydantic_core"),
+    "asyncio event loop": ("asyncio/", "uvloop/"),
+}
+
+
+def component_shares(collapsed: str) -> list[dict[str, Any]]:
+    """Share of samples per component (PROFILE_COMPONENTS): `inclusive` = on the stack at all,
+    `self` = the innermost matching component, so the self column sums to at most 100 %."""
+    inclusive: dict[str, int] = dict.fromkeys(PROFILE_COMPONENTS, 0)
+    own: dict[str, int] = dict.fromkeys(PROFILE_COMPONENTS, 0)
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = stack.split(";")
+        seen = [name for name, marks in PROFILE_COMPONENTS.items() if any(m in stack for m in marks)]
+        for name in seen:
+            inclusive[name] += n
+        for frame in reversed(frames):
+            hit = next(
+                (name for name, marks in PROFILE_COMPONENTS.items() if any(m in frame for m in marks)), None
+            )
+            if hit:
+                own[hit] += n
+                break
+    if not total:
+        return []
+    rows = [
+        {"component": name, "self": own[name] / total, "inclusive": inclusive[name] / total}
+        for name in PROFILE_COMPONENTS
+        if inclusive[name]
+    ]
+    return sorted(rows, key=lambda r: -r["self"])
+
+
 def parse_systemctl_show(text: str) -> dict[str, str]:
     """`systemctl show --property=...` output (``Name=value`` lines) as a dict."""
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
@@ -477,22 +530,22 @@ class Bench:
         ticks = self.docker("sh", "-c", script, "sh", BENCH_UNIT).strip()
         return float(ticks or 0) / os.sysconf("SC_CLK_TCK")
 
+    def _reference_backend_info(self) -> dict[str, Any]:
+        """The calibrated reference backend the overhead and capacity steps put behind the gateway."""
+        return {"ttft_ms": 50, "itl_ms": 10, "tokens": self.args.max_tokens}
+
+    def _reference_backend(self) -> list[str]:
+        b = self._reference_backend_info()
+        return ["--ttft-ms", str(b["ttft_ms"]), "--itl-ms", str(b["itl_ms"]), "--tokens", str(b["tokens"]),
+                "--selector", "epoll"]  # fmt: skip
+
     def overhead(self) -> dict[str, Any]:
         address, host_side = self._gateway_address()
         if not host_side:
             raise BenchError("overhead: cannot tell this machine's address on the lab network")
         port, duration = 4100, self.args.overhead_duration
-        backend = [
-            "--ttft-ms",
-            "50",
-            "--itl-ms",
-            "10",
-            "--tokens",
-            str(self.args.max_tokens),
-            "--selector",
-            "epoll",
-        ]
-        result: dict[str, Any] = {"backend": {"ttft_ms": 50, "itl_ms": 10, "tokens": self.args.max_tokens}}
+        backend = self._reference_backend()
+        result: dict[str, Any] = {"backend": self._reference_backend_info()}
         with serve_in_process(backend, host=host_side) as url:
             try:
                 self._start_bench_gateway(url, address, port)
@@ -534,16 +587,21 @@ class Bench:
             return {"error": "the bench gateway's process was not found with docker top"}
         svg, raw = self.out / "capacity-profile.svg", self.out / "capacity-profile.txt"
         half = str(max(3, seconds // 2))
+        # --gil: only samples of a thread holding the GIL, i.e. where the gateway's Python spends CPU
+        # (threads waiting on a lock or a socket would otherwise dominate the picture).
         spy = [str(Path(self.python).parent / "py-spy"), "record", "--pid", str(pid), "--subprocesses",
-               "--duration", half, "--rate", "100", "--nonblocking"]  # fmt: skip
+               "--gil", "--duration", half, "--rate", "200", "--nonblocking"]  # fmt: skip
         _run([*spy, "--format", "raw", "--output", str(raw)], timeout=seconds + 60)
         _run([*spy, "--format", "flamegraph", "--output", str(svg)], timeout=seconds + 60)
         if not raw.exists():
             return {"error": "py-spy wrote no profile (is py-spy installed in the harness venv?)"}
+        text = raw.read_text(encoding="utf-8")
         return {
             "collapsed": str(raw),
             "flamegraph": str(svg),
-            "top": top_frames(raw.read_text(encoding="utf-8")),
+            "samples": sum(int(line.rpartition(" ")[2]) for line in text.splitlines() if line.strip()),
+            "components": component_shares(text),
+            "top": top_frames(text),
         }
 
     def capacity(self) -> dict[str, Any]:
@@ -551,20 +609,11 @@ class Bench:
         if not host_side:
             raise BenchError("capacity: cannot tell this machine's address on the lab network")
         port, duration = 4100, self.args.capacity_duration
-        backend = [
-            "--ttft-ms",
-            "50",
-            "--itl-ms",
-            "10",
-            "--tokens",
-            str(self.args.max_tokens),
-            "--selector",
-            "epoll",
-        ]
+        backend = self._reference_backend()
         lab_config = yaml.safe_load(self.docker("cat", GATEWAY_CONFIG))
         wanted = {k for k in self.args.capacity_variants.split(",") if k}
         result: dict[str, Any] = {
-            "backend": {"ttft_ms": 50, "itl_ms": 10, "tokens": self.args.max_tokens},
+            "backend": self._reference_backend_info(),
             "streams": list(CAPACITY_STREAMS),
             "runs": [],
         }
@@ -616,7 +665,7 @@ class Bench:
         import threading
 
         box: dict[str, Any] = {}
-        spy = threading.Thread(target=lambda: box.update(self._profile(max(5, duration - 6))))
+        spy = threading.Thread(target=lambda: box.update(self._profile(max(6, duration - 5))))
         timer = threading.Timer(3.0, spy.start)
         timer.start()
         self.locust_run("capacity-profiled-50", "loadtests/chat_stream.py", f"http://{address}:{port}", 50,
@@ -939,8 +988,20 @@ def render_capacity(data: dict[str, Any]) -> list[str]:
             )
         lines.append("")
     profile = data.get("profile") or {}
+    if profile.get("components"):
+        lines += [
+            f"Where ours spends its CPU at 50 streams (py-spy --gil, {profile.get('samples', 0)} samples "
+            "of a thread holding the GIL; self: the innermost of these on the stack):",
+            "",
+            "| component | self | inclusive |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {c['component']} | {c['self']:.1%} | {c['inclusive']:.1%} |" for c in profile["components"]
+        ]
+        lines.append("")
     if profile.get("top"):
-        lines += ["Where ours spends its time at 50 streams (py-spy, share of samples):", "",
+        lines += ["The frames with the most samples of their own:", "",
                   "| frame | self | inclusive |", "|---|---|---|"]  # fmt: skip
         lines += [f"| `{t['frame']}` | {t['self']:.1%} | {t['inclusive']:.1%} |" for t in profile["top"]]
         lines.append("")

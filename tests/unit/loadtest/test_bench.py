@@ -435,3 +435,17 @@ def test_top_frames_from_collapsed_stacks() -> None:
     assert top[0]["self"] == pytest.approx(0.5) and top[1]["inclusive"] == pytest.approx(0.3)
     assert bench.top_frames("") == []
     assert bench.cpu_ms_per_request(2.0, 100) == 20.0 and bench.cpu_ms_per_request(None, 5) is None
+
+
+def test_component_shares_attribute_each_sample_to_its_innermost_component() -> None:
+    collapsed = (
+        "run (uvicorn/main.py:1);hook (aiswarm/gateway/limits.py:9);json (json/decoder.py:3) 30\n"
+        "run (uvicorn/main.py:1);send (httpx/_client.py:5) 50\n"
+        "run (uvicorn/main.py:1) 20\n"
+    )
+    shares = {c["component"]: c for c in bench.component_shares(collapsed)}
+    assert shares["aiswarm request limits"]["self"] == pytest.approx(0.3)
+    assert shares["HTTP client to the engine (httpx, aiohttp)"]["self"] == pytest.approx(0.5)
+    server = shares["HTTP server (uvicorn, starlette, fastapi)"]
+    assert (server["self"], server["inclusive"]) == (pytest.approx(0.2), pytest.approx(1.0))
+    assert bench.component_shares("") == []

@@ -284,7 +284,7 @@ def top_frames(collapsed: str, limit: int = 15) -> list[dict[str, Any]]:
     inclusive: dict[str, int] = {}
     total = 0
     for line in collapsed.splitlines():
-        stack, _, count = line.rpartition(" ")
+        stack, _sep, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
         n = int(count)
@@ -326,7 +326,7 @@ def component_shares(collapsed: str) -> list[dict[str, Any]]:
     own: dict[str, int] = dict.fromkeys(PROFILE_COMPONENTS, 0)
     total = 0
     for line in collapsed.splitlines():
-        stack, _, count = line.rpartition(" ")
+        stack, _sep, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
         n = int(count)
@@ -574,7 +574,7 @@ class Bench:
         """This machine's PID of the bench gateway's main process (py-spy attaches from here)."""
         proc = _run(["docker", "top", self.container, "-eo", "pid,args"], timeout=30)
         for line in proc.stdout.splitlines()[1:]:
-            pid, _, args = line.strip().partition(" ")
+            pid, _sep, args = line.strip().partition(" ")
             if f"{BENCH_DIR}/config.yaml" in args and "litellm" in args and pid.isdigit():
                 return int(pid)
         return None

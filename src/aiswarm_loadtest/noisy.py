@@ -160,7 +160,7 @@ def summarise(lines: list[dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m aiswarm_loadtest.noisy", description=__doc__.split("\n")[0]
+        prog="python -m aiswarm_loadtest.noisy", description=__doc__.split("\n", maxsplit=1)[0]
     )
     parser.add_argument("--gateway", required=True, help="base URL, e.g. http://127.0.0.1:4000")
     parser.add_argument("--duration", type=float, default=0, help="seconds; 0 runs until SIGTERM")

@@ -173,7 +173,7 @@ def test_abandoned_work_stops_on_the_fallback_engine(client, master_key, hostvar
     is shown by Molecule's llamacpp scenario, not here; the tokens it wrote are printed.)"""
     engine, key = _engine(hostvars, secret)
     headers = {"Authorization": f"Bearer {key}"}
-    usual = statistics.median(_fallback_latency(client, master_key) for _ in range(5))
+    usual = statistics.median(_fallback_latency(client, master_key) for _attempt in range(5))
     # About 800 prompt tokens (one per byte) leave room for the whole 512-token ceiling in 2048.
     body = {"model": "swarm-fallback", "max_tokens": 100_000, "messages": [{"role": "user", "content": ""}]}
 
@@ -235,13 +235,13 @@ def test_a_slow_client_blocks_nobody(client, master_key):
                     return
                 stop.wait(1.0)
 
-    threads = [threading.Thread(target=drip, daemon=True) for _ in range(20)]
+    threads = [threading.Thread(target=drip, daemon=True) for _client in range(20)]
     for t in threads:
         t.start()
     try:
         time.sleep(2)
         latencies = []
-        for _ in range(5):
+        for _attempt in range(5):
             started = time.monotonic()
             resp = chat(client, master_key, f"{uuid.uuid4()} hello", max_tokens=8)
             latencies.append(time.monotonic() - started)

@@ -278,18 +278,23 @@ def cpu_ms_per_request(cpu_s: float | None, requests: int) -> float | None:
     return cpu_s * 1000.0 / requests
 
 
+def collapsed_stacks(collapsed: str) -> list[tuple[list[str], int]]:
+    """py-spy's collapsed stacks ("a;b;c 12" lines) as (frames, samples); other lines are skipped."""
+    stacks = []
+    for line in collapsed.splitlines():
+        stack, _sep, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            stacks.append((stack.split(";"), int(count)))
+    return stacks
+
+
 def top_frames(collapsed: str, limit: int = 15) -> list[dict[str, Any]]:
     """Self and inclusive sample shares per frame from py-spy's collapsed stacks ("a;b;c 12" lines)."""
     own: dict[str, int] = {}
     inclusive: dict[str, int] = {}
     total = 0
-    for line in collapsed.splitlines():
-        stack, _sep, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
+    for frames, n in collapsed_stacks(collapsed):
         total += n
-        frames = stack.split(";")
         own[frames[-1]] = own.get(frames[-1], 0) + n
         for frame in set(frames):
             inclusive[frame] = inclusive.get(frame, 0) + n
@@ -325,13 +330,9 @@ def component_shares(collapsed: str) -> list[dict[str, Any]]:
     inclusive: dict[str, int] = dict.fromkeys(PROFILE_COMPONENTS, 0)
     own: dict[str, int] = dict.fromkeys(PROFILE_COMPONENTS, 0)
     total = 0
-    for line in collapsed.splitlines():
-        stack, _sep, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
+    for frames, n in collapsed_stacks(collapsed):
         total += n
-        frames = stack.split(";")
+        stack = ";".join(frames)
         seen = [name for name, marks in PROFILE_COMPONENTS.items() if any(m in stack for m in marks)]
         for name in seen:
             inclusive[name] += n
@@ -599,7 +600,7 @@ class Bench:
         return {
             "collapsed": str(raw),
             "flamegraph": str(svg),
-            "samples": sum(int(line.rpartition(" ")[2]) for line in text.splitlines() if line.strip()),
+            "samples": sum(n for _frames, n in collapsed_stacks(text)),
             "components": component_shares(text),
             "top": top_frames(text),
         }

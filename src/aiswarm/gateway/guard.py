@@ -339,10 +339,7 @@ def deployment_id(kwargs: Any) -> str | None:
     return None
 
 
-HEALTH_TIMEOUT_S = 0.5
-
-
-def answers_health(client: Any, target: Target, timeout_s: float = HEALTH_TIMEOUT_S) -> bool:
+def answers_health(client: Any, target: Target, timeout_s: float) -> bool:
     """Whether the engine's HTTP server answers ``GET /health`` (vLLM and llama-server both serve it
     without a key, from outside their generation loop) within `timeout_s`.
 
@@ -431,18 +428,7 @@ class EngineGuard(CustomLogger):
         ):
             while not self.stopping.is_set():
                 started = time.monotonic()
-                health = self.health[target]
-                recent = started - self.answered.get(target, float("-inf")) < self.settings.interval_s
-                if health.up and not health.failures and recent:
-                    # A request to it succeeded within the interval: alive, and no /proc read needed
-                    # (under load that read, every interval, would cost more than the probes it saves).
-                    self.stopping.wait(self.settings.interval_s)
-                    continue
-                try:
-                    wanted = due(health, traffic(*target.address), started - last_probe, self.settings)
-                except Exception:  # pylint: disable=broad-exception-caught  # when in doubt, probe
-                    wanted = True
-                if not wanted:
+                if not self._wants_probe(target, started, started - last_probe):
                     self.stopping.wait(self.settings.interval_s)
                     continue
                 last_probe = started
@@ -467,6 +453,19 @@ class EngineGuard(CustomLogger):
                 except Exception:  # pylint: disable=broad-exception-caught  # the watch must outlive any surprise
                     log.exception("engine guard: could not act on a probe of %s", target.api_base)
                 self.stopping.wait(self.settings.interval_s)
+
+    def _wants_probe(self, target: Target, now: float, since_probe_s: float) -> bool:
+        """`due`, after the cheapest evidence: a request to the engine succeeded within the interval
+        (then no /proc read either: under load that read, every interval, cost more than the probes
+        it saved)."""
+        health = self.health[target]
+        recent = now - self.answered.get(target, float("-inf")) < self.settings.interval_s
+        if health.up and not health.failures and recent:
+            return False
+        try:
+            return due(health, traffic(*target.address), since_probe_s, self.settings)
+        except Exception:  # pylint: disable=broad-exception-caught  # when in doubt, probe
+            return True
 
     def _health_into(self, client: Any, target: Target, out: list[bool]) -> None:
         out.append(answers_health(client, target, self.settings.timeout_s))

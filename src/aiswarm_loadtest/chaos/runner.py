@@ -44,6 +44,7 @@ from aiswarm_loadtest.chaos.ledger import RollbackLedger
 from aiswarm_loadtest.chaos.report import RunResult, write_report
 from aiswarm_loadtest.chaos.scenario import DataCheck, Scenario, Target
 from aiswarm_loadtest.metrics import SLOW_ANSWER_S
+from aiswarm_loadtest.noisy import read_log as read_noisy_log
 from aiswarm_loadtest.records import RequestRecord, read_records
 
 
@@ -290,12 +291,7 @@ def http_probe(url: str, api_key: str, timeout_s: float) -> int:
 
 def read_noisy_logs(run_dir: Path) -> list[dict]:
     """Every noisy client's log lines of a run (``noisy-<i>.jsonl``), in time order."""
-    lines = [
-        json.loads(text)
-        for path in sorted(run_dir.glob("noisy-*.jsonl"))
-        for text in path.read_text(encoding="utf-8").splitlines()
-        if text.strip()
-    ]
+    lines = [line for path in sorted(run_dir.glob("noisy-*.jsonl")) for line in read_noisy_log(path)]
     return sorted(lines, key=lambda line: line.get("t", 0.0))
 
 

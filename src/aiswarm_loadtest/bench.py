@@ -531,6 +531,13 @@ class Bench:
         ticks = self.docker("sh", "-c", script, "sh", BENCH_UNIT).strip()
         return float(ticks or 0) / os.sysconf("SC_CLK_TCK")
 
+    def _bench_addresses(self, step: str) -> tuple[str, str]:
+        """The gateway node's lab address and this machine's (where the reference backend listens)."""
+        address, host_side = self._gateway_address()
+        if not host_side:
+            raise BenchError(f"{step}: cannot tell this machine's address on the lab network")
+        return address, host_side
+
     def _reference_backend_info(self) -> dict[str, Any]:
         """The calibrated reference backend the overhead and capacity steps put behind the gateway."""
         return {"ttft_ms": 50, "itl_ms": 10, "tokens": self.args.max_tokens}
@@ -541,9 +548,7 @@ class Bench:
                 "--selector", "epoll"]  # fmt: skip
 
     def overhead(self) -> dict[str, Any]:
-        address, host_side = self._gateway_address()
-        if not host_side:
-            raise BenchError("overhead: cannot tell this machine's address on the lab network")
+        address, host_side = self._bench_addresses("overhead")
         port, duration = 4100, self.args.overhead_duration
         backend = self._reference_backend()
         result: dict[str, Any] = {"backend": self._reference_backend_info()}
@@ -606,9 +611,7 @@ class Bench:
         }
 
     def capacity(self) -> dict[str, Any]:
-        address, host_side = self._gateway_address()
-        if not host_side:
-            raise BenchError("capacity: cannot tell this machine's address on the lab network")
+        address, host_side = self._bench_addresses("capacity")
         port, duration = 4100, self.args.capacity_duration
         backend = self._reference_backend()
         lab_config = yaml.safe_load(self.docker("cat", GATEWAY_CONFIG))

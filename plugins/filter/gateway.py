@@ -20,7 +20,7 @@ LiteLLM keys used here were checked against the LiteLLM docs (docs.litellm.ai):
   fallback get no retries of their own; `_is_allowed_fails_set_on_router` ignores an
   `allowed_fails` equal to LiteLLM's default, which is why the policy is always written.
 - proxy/caching_settings: `litellm_settings.cache: true` with `cache_params` `type: redis`, `host`,
-  `port`, `password`.
+  `port`, `password`, `supported_call_types` (caching/caching.py `Cache.__init__`).
 - pass_through/vllm: the `hosted_vllm/<served model>` provider prefix with `api_base`; llama.cpp's
   server is reached as a generic OpenAI-compatible provider, `openai/<served model>`.
 """
@@ -382,6 +382,32 @@ def _cloud_group(b: _Builder, entry: dict[str, Any]) -> bool:
     return True
 
 
+# LiteLLM's CachingSupportedCallTypes (litellm/types/caching.py, 1.108.7).
+CACHE_CALL_TYPES = (
+    "completion", "acompletion", "embedding", "aembedding", "atranscription", "transcription",
+    "atext_completion", "text_completion", "arerank", "rerank", "responses", "aresponses",
+    "anthropic_messages", "aanthropic_messages",
+)  # fmt: skip
+# What the response cache stores unless settings.redis.cache_call_types says otherwise: embeddings
+# and reranks, which are deterministic and asked again for the same text. Not chat: a sampled
+# answer is not the answer to the next identical prompt, and storing every streamed answer cost
+# 14-21 % of the gateway's CPU at 50 streams (docs/benchmarks.md, issue 12) for no hits.
+DEFAULT_CACHE_CALL_TYPES = ("embedding", "aembedding", "rerank", "arerank")
+
+
+def _cache_call_types(redis: Mapping[str, Any]) -> list[str]:
+    kinds = redis.get("cache_call_types", DEFAULT_CACHE_CALL_TYPES)
+    if isinstance(kinds, str) or not isinstance(kinds, (list, tuple)):
+        raise _fail(f"settings.redis.cache_call_types must be a list of LiteLLM call types, got {kinds!r}")
+    unknown = [kind for kind in kinds if kind not in CACHE_CALL_TYPES]
+    if unknown:
+        raise _fail(
+            f"settings.redis.cache_call_types has unknown call type(s) {unknown}; "
+            f"expected some of {', '.join(CACHE_CALL_TYPES)}"
+        )
+    return list(dict.fromkeys(kinds))
+
+
 def _redis(settings: dict[str, Any]) -> dict[str, Any] | None:
     redis = settings["redis"]
     if not redis:
@@ -394,7 +420,9 @@ def _redis(settings: dict[str, Any]) -> dict[str, Any] | None:
     password = (
         _env_ref(redis["password_env"], "settings.redis.password_env") if redis.get("password_env") else None
     )
-    return {"host": redis["host"], "port": port, "password": password}
+    return {
+        "host": redis["host"], "port": port, "password": password, "call_types": _cache_call_types(redis),
+    }  # fmt: skip
 
 
 def litellm_config(catalog: Any, endpoints: Any, settings: Any = None) -> dict[str, Any]:
@@ -497,8 +525,12 @@ def litellm_config(catalog: Any, endpoints: Any, settings: Any = None) -> dict[s
     }
     if redis:
         router.update({"redis_host": redis["host"], "redis_port": redis["port"]})
-        litellm["cache"] = True
-        litellm["cache_params"] = {"type": "redis", "host": redis["host"], "port": redis["port"]}
+        # Redis also carries the router's shared state (cooldowns, usage) whatever is cached.
+        litellm["cache"] = bool(redis["call_types"])
+        litellm["cache_params"] = {
+            "type": "redis", "host": redis["host"], "port": redis["port"],
+            "supported_call_types": redis["call_types"],
+        }  # fmt: skip
         if redis["password"]:
             router["redis_password"] = redis["password"]
             litellm["cache_params"]["password"] = redis["password"]

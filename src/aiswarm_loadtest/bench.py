@@ -237,11 +237,18 @@ def capacity_variants(config: dict[str, Any], backend_url: str, model: str) -> l
     variants = [
         ("bare", "bare proxy", "one model, no cache, no callbacks, LiteLLM's router defaults", bare),
     ]
-    if settings.get("cache"):
-        cache = {k: settings[k] for k in ("cache", "cache_params")}
+    # Chat answers in the response cache: what the role did before issue 12 (LiteLLM's default
+    # call types); the role now caches embeddings and reranks only.
+    chat_cache = None
+    if settings.get("cache_params"):
+        params = copy.deepcopy(settings["cache_params"])
+        kinds = params.get("supported_call_types")
+        if kinds is not None and "acompletion" not in kinds:
+            params["supported_call_types"] = [*kinds, "completion", "acompletion"]
+        chat_cache = {"cache": True, "cache_params": params}
         redis = {k: v for k, v in (ours.get("router_settings") or {}).items() if k.startswith("redis_")}
-        variants.append(("cache", "+ Redis response cache", "a cache lookup and a store per request",
-                         plus(litellm_settings=cache, router_settings=redis)))  # fmt: skip
+        variants.append(("cache", "+ Redis response cache on chat", "a cache lookup and a store per request",
+                         plus(litellm_settings=chat_cache, router_settings=redis)))  # fmt: skip
     for key, label, adds, name in (
         ("prometheus", "+ Prometheus callback", "LiteLLM's metrics on every request", "prometheus"),
         ("guard", "+ engine guard", "a filter before routing, a probe thread", "gateway.guard"),
@@ -263,6 +270,12 @@ def capacity_variants(config: dict[str, Any], backend_url: str, model: str) -> l
     ]
     result += [
         {"key": "ours", "label": "ours", "adds": "everything above", "config": ours, "workers": 1, "env": {}},
+        *(
+            [{"key": "ours_chat_cache", "label": "ours with chat answers cached (before issue 12)",
+              "adds": "the response cache stores chat answers",
+              "config": {**ours, "litellm_settings": {**settings, **chat_cache}}, "workers": 1, "env": {}}]
+            if chat_cache else []
+        ),
         {"key": "ours_quiet", "label": "ours, LITELLM_LOG=ERROR", "adds": "logging at ERROR only",
          "config": ours, "workers": 1, "env": {"LITELLM_LOG": "ERROR"}},
         {"key": "ours_2", "label": "ours, 2 workers", "adds": "a second uvicorn worker",

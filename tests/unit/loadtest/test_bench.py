@@ -352,7 +352,7 @@ CAP_CONFIG: dict[str, Any] = {
         "drop_params": True,
         "request_timeout": 600,
         "cache": True,
-        "cache_params": {"type": "redis", "host": "127.0.0.1"},
+        "cache_params": {"type": "redis", "host": "127.0.0.1", "supported_call_types": ["aembedding"]},
         "callbacks": [
             "prometheus",
             "aiswarm.gateway.guard.engine_guard",
@@ -370,7 +370,7 @@ def test_capacity_variants_add_one_thing_of_ours_at_a_time() -> None:
     }
     assert list(variants) == [
         "bare", "cache", "prometheus", "guard", "router", "limits", "router_settings",
-        "ours", "ours_quiet", "ours_2",
+        "ours", "ours_chat_cache", "ours_quiet", "ours_2",
     ]  # fmt: skip
     bare = variants["bare"]["config"]
     assert bare["litellm_settings"] == {"drop_params": True}
@@ -378,6 +378,17 @@ def test_capacity_variants_add_one_thing_of_ours_at_a_time() -> None:
     assert bare["general_settings"] == {"master_key": "os.environ/LITELLM_MASTER_KEY"}
     assert bare["model_list"][0]["litellm_params"]["api_base"] == "http://10.0.0.1:9000/v1"
     assert variants["cache"]["config"]["litellm_settings"]["cache_params"]["type"] == "redis"
+    # The "before" variants cache chat answers; ours keeps the role's call types.
+    for key in ("cache", "ours_chat_cache"):
+        params = variants[key]["config"]["litellm_settings"]["cache_params"]
+        assert params["supported_call_types"] == ["aembedding", "completion", "acompletion"]
+    assert variants["ours"]["config"]["litellm_settings"]["cache_params"]["supported_call_types"] == [
+        "aembedding"
+    ]
+    assert (
+        variants["ours_chat_cache"]["config"]["litellm_settings"]["callbacks"]
+        == (CAP_CONFIG["litellm_settings"]["callbacks"])
+    )
     assert variants["cache"]["config"]["router_settings"] == {"redis_host": "127.0.0.1"}
     assert variants["limits"]["config"]["litellm_settings"]["callbacks"] == [
         "aiswarm.gateway.limits.request_limits"

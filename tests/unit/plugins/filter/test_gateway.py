@@ -103,6 +103,7 @@ def test_one_inference_and_one_worker() -> None:
         "type": "redis",
         "host": "172.30.57.10",
         "port": 6379,
+        "supported_call_types": ["embedding", "aembedding", "rerank", "arerank"],
         "password": "os.environ/REDIS_PASSWORD",
     }
     assert litellm["callbacks"] == ["prometheus"]
@@ -578,3 +579,27 @@ def test_bad_context_input_names_the_field(
     with pytest.raises(AnsibleFilterError) as err:
         litellm_config(catalog, endpoints, conf)
     assert error in str(err.value)
+
+
+def test_the_response_cache_stores_the_call_types_asked_for() -> None:
+    eps = {"vllm": [vllm("starlord", "172.30.57.11")]}
+    redis = {"host": "127.0.0.1", "port": 6379}
+    chat = litellm_config(CATALOG, eps, settings(redis={**redis, "cache_call_types": ["acompletion"]}))
+    assert chat["config"]["litellm_settings"]["cache_params"]["supported_call_types"] == ["acompletion"]
+    # No call type cached: Redis still carries the router's state, LiteLLM's cache is off.
+    none = litellm_config(CATALOG, eps, settings(redis={**redis, "cache_call_types": []}))["config"]
+    assert none["litellm_settings"]["cache"] is False
+    assert none["router_settings"]["redis_host"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("kinds", "message"),
+    [
+        ("acompletion", "must be a list of LiteLLM call types, got 'acompletion'"),
+        (["acompletion", "chat"], r"unknown call type\(s\) \['chat'\]"),
+    ],
+)
+def test_unknown_cache_call_types_are_refused(kinds: Any, message: str) -> None:
+    eps = {"vllm": [vllm("starlord", "172.30.57.11")]}
+    with pytest.raises(AnsibleFilterError, match=message):
+        litellm_config(CATALOG, eps, settings(redis={"host": "127.0.0.1", "cache_call_types": kinds}))

@@ -36,6 +36,7 @@ run, 2 when nothing ran because the set-up is wrong (an unknown step, no gateway
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import datetime as dt
 import functools
@@ -46,7 +47,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     add("--capacity-duration", type=positive_int, default=20, help="seconds per capacity run (default 20)")
     add("--capacity-variants", default="", help="comma-separated subset of the capacity variants' keys")
     add("--profile", action="store_true", help="capacity: py-spy profile of ours at 50 streams")
+    add(
+        "--capacity-bound-ms", type=float, default=10.0,
+        help="capacity law: the first-token overhead (TTFT p95 over direct) allowed, in ms (default 10)",
+    )  # fmt: skip
+    add(
+        "--capacity-quiet", action="store_true",
+        help="capacity: pause the other lab nodes (docker pause) for the step, so that their engines' idle "
+        "work (vLLM's CPU worker keeps part of a core busy) does not share the cores being measured",
+    )  # fmt: skip
     add("--scenarios", default="loadtests/scenarios", type=Path, help="scenario file or folder")
     add("--lab-prefix", default="aiswarm-lab-", help="lab container name prefix")
     add("--gateway-host", default="oracle", help="inventory host of the gateway (default oracle)")
@@ -632,10 +642,13 @@ class Bench:
         result: dict[str, Any] = {
             "backend": self._reference_backend_info(),
             "streams": list(CAPACITY_STREAMS),
+            "bound_ms": self.args.capacity_bound_ms,
             "runs": [],
         }
         load = ["--model", self.args.model, "--slo-ttft-p95-ms", "60000", "--slo-e2e-p95-ms", "600000"]
-        with serve_in_process(backend, host=host_side) as url:
+        paused = self._other_lab_nodes() if self.args.capacity_quiet else []
+        result["paused_nodes"] = paused
+        with self._paused(paused), serve_in_process(backend, host=host_side) as url:
             for users in CAPACITY_STREAMS:
                 run = self.locust_run(f"capacity-direct-{users}", "loadtests/chat_stream.py", url, users,
                                       duration, load)  # fmt: skip
@@ -676,6 +689,32 @@ class Bench:
                     self.docker("systemctl", "stop", BENCH_UNIT, timeout=60)
                 self.docker("rm", "-rf", BENCH_DIR)
         return result
+
+    def _other_lab_nodes(self) -> list[str]:
+        """The running lab containers other than the gateway node's."""
+        proc = _run(["docker", "ps", "--format", "{{.Names}}", "--filter", f"name=^{self.args.lab_prefix}"])
+        if proc.returncode != 0:
+            raise BenchError(f"docker ps: exit {proc.returncode}: {proc.stderr.strip()[-300:]}")
+        return sorted(
+            n for n in proc.stdout.split() if n.startswith(self.args.lab_prefix) and n != self.container
+        )
+
+    @contextlib.contextmanager
+    def _paused(self, containers: list[str]) -> Iterator[None]:
+        """`docker pause` the containers for the block (their processes get no CPU), unpaused after."""
+        done: list[str] = []
+        try:
+            for name in containers:
+                proc = _run(["docker", "pause", name])
+                if proc.returncode != 0:
+                    raise BenchError(f"docker pause {name}: {proc.stderr.strip()[-300:]}")
+                done.append(name)
+            if done:
+                print(f"bench: paused {', '.join(done)} for the capacity step", flush=True)
+            yield
+        finally:
+            for name in done:
+                _run(["docker", "unpause", name])
 
     def _profiled_load(self, address: str, port: int, load: list[str], duration: int) -> dict[str, Any]:
         """50 streams on the bench gateway with py-spy attached for the run's middle."""
@@ -979,7 +1018,7 @@ def render_capacity(data: dict[str, Any]) -> list[str]:
             f"| {'-' if cpu is None else f'{cpu:.1f}'} | {per_core} | {over} |"
         )
     lines.append("")
-    law = capacity_law(runs)
+    law = capacity_law(runs, data.get("bound_ms", 10.0))
     if law:
         lines.append(
             f"- Capacity law (ours, at {law['streams']} streams): {law['cpu_ms_per_request']:.1f} ms of "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -460,3 +462,57 @@ def test_component_shares_attribute_each_sample_to_its_innermost_component() -> 
     server = shares["HTTP server (uvicorn, starlette, fastapi)"]
     assert (server["self"], server["inclusive"]) == (pytest.approx(0.2), pytest.approx(1.0))
     assert bench.component_shares("") == []
+
+
+def _bench_with_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fail: str = "") -> tuple[Any, list]:
+    calls: list[list[str]] = []
+
+    def fake_run(argv: Sequence[str], **_kwargs: Any) -> subprocess.CompletedProcess[str]:
+        calls.append(list(argv))
+        if argv[:2] == ["docker", "ps"]:
+            out = "aiswarm-lab-oracle\naiswarm-lab-starlord\naiswarm-lab-thanos\nother-container\n"
+            return subprocess.CompletedProcess(argv, 0, out, "")
+        failed = fail and argv[-1] == fail and argv[1] == "pause"
+        return subprocess.CompletedProcess(
+            argv, 1 if failed else 0, "", "no such container" if failed else ""
+        )
+
+    monkeypatch.setattr(bench, "_run", fake_run)
+    args = bench.build_parser().parse_args(["--out", str(tmp_path), "--capacity-quiet"])
+    return bench.Bench(args), calls
+
+
+def test_capacity_quiet_pauses_the_other_lab_nodes_and_always_unpauses(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    runner, calls = _bench_with_docker(monkeypatch, tmp_path)
+    nodes = runner._other_lab_nodes()
+    assert nodes == ["aiswarm-lab-starlord", "aiswarm-lab-thanos"]  # not the gateway, not foreign ones
+    with pytest.raises(RuntimeError, match="measured"), runner._paused(nodes):
+        raise RuntimeError("measured")
+    verbs = [c[1:] for c in calls if c[1] in ("pause", "unpause")]
+    assert verbs == [["pause", n] for n in nodes] + [["unpause", n] for n in nodes]
+
+
+def test_a_node_that_cannot_be_paused_stops_the_step_and_unpauses_the_others(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    runner, calls = _bench_with_docker(monkeypatch, tmp_path, fail="aiswarm-lab-thanos")
+    with (
+        pytest.raises(bench.BenchError, match="docker pause aiswarm-lab-thanos"),
+        runner._paused(runner._other_lab_nodes()),
+    ):
+        pytest.fail("the step ran with a node not paused")
+    assert [c[1:] for c in calls if c[1] == "unpause"] == [["unpause", "aiswarm-lab-starlord"]]
+
+
+def test_the_capacity_law_uses_the_bound_given() -> None:
+    runs = [
+        {**_run("direct", 10, 49.0, 0.052), "variant": "direct"},
+        {**_run("gateway", 10, 40.0, 0.070, cores=0.6), "variant": "ours", "workers": 1,
+         "cpu_ms_per_request": 18.0, "label": "ours"},
+    ]  # fmt: skip
+    assert bench.capacity_law(runs, 10.0)["utilisation"] is None
+    law = bench.capacity_law(runs, 50.0)
+    assert law["utilisation"] == pytest.approx(0.6)
+    assert law["cores_for_100_rps"] == pytest.approx(100 * 0.018 / 0.6)

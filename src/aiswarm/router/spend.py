@@ -406,6 +406,14 @@ def blocked_groups(states: Sequence[BudgetState], config: SpendConfig, month: st
     return blocked
 
 
+def stop_message(group: str, why: str) -> str:
+    """What a client reads when it asks for a paid group a spent budget stopped."""
+    return (
+        f"spend guard: model group '{group}' is a paid tier and {why}; ask for swarm-auto or a free or "
+        "local model group, or raise litellm_spend_budgets_usd"
+    )
+
+
 class SpendGuard:
     """The ledger, the budgets and the metrics of one gateway worker."""
 

@@ -273,6 +273,7 @@ class _Builder:
         self.warnings: list[str] = []
         self.env: dict[str, dict[str, Any]] = {}
         self.context: dict[str, int] = {}
+        self.groups: dict[str, dict[str, Any]] = {}
         self._ids: set[str] = set()
 
     def _unique_id(self, base: str) -> str:
@@ -305,9 +306,13 @@ class _Builder:
         if engine:
             # What the engine guard (aiswarm.gateway.guard) probes and keeps out of rotation when hung.
             info["aiswarm_engine"] = engine
-        for key in ("input_cost_per_token", "output_cost_per_token"):
-            if entry.get(key) is not None:
-                info[key] = entry[key]
+        prices = {
+            key: entry[key]
+            for key in ("input_cost_per_token", "output_cost_per_token")
+            if entry.get(key) is not None
+        }
+        info.update(prices)
+        self.groups.setdefault(group, {"tier": entry["tier"], **prices})
         self.model_list.append({"model_name": group, "litellm_params": params, "model_info": info})
 
     def local_key(self, endpoint: dict[str, Any], where: str) -> str:
@@ -429,9 +434,12 @@ def litellm_config(catalog: Any, endpoints: Any, settings: Any = None) -> dict[s
     """Build the LiteLLM proxy config.yaml data from the catalog and the inference endpoints.
 
     Returns ``{"config": <config.yaml dict>, "warnings": [str], "env": {VAR: ref}, "context_windows":
-    {group: tokens}}``, where ``ref`` is ``{provider, index}`` for a provider key and ``{engine, host}``
-    for an engine key, and a group's context window is the smallest of its endpoints' ``context`` and
-    its catalog ``context_window`` (groups with neither are left out).
+    {group: tokens}, "groups": {group: {tier[, input_cost_per_token][, output_cost_per_token]}}}``,
+    where ``ref`` is ``{provider, index}`` for a provider key and ``{engine, host}`` for an engine
+    key, a group's context window is the smallest of its endpoints' ``context`` and its catalog
+    ``context_window`` (groups with neither are left out), and ``groups`` holds the catalog tier and
+    prices of every group that got a deployment (a ``-fallback`` group has its local entry's), which
+    the spend guard (``aiswarm.router.spend``) prices calls with.
 
     - Each ``local`` group gets one deployment per vLLM endpoint serving it (LiteLLM balances
       across them); llama.cpp endpoints form ``<name>-fallback``. Without any vLLM endpoint (the
@@ -548,7 +556,10 @@ def litellm_config(catalog: Any, endpoints: Any, settings: Any = None) -> dict[s
         "litellm_settings": litellm,
         "general_settings": general,
     }
-    return {"config": config, "warnings": b.warnings, "env": b.env, "context_windows": b.context}
+    return {
+        "config": config, "warnings": b.warnings, "env": b.env, "context_windows": b.context,
+        "groups": b.groups,
+    }  # fmt: skip
 
 
 class FilterModule:

@@ -16,6 +16,38 @@ first token), `--cut-rate` (connection closed after `--fault-after` tokens, no [
 that bearer key get 401. Responses carry `x-aiswarm-backend: <name>` and `model`.
 
     python -m aiswarm_loadtest.refbackend --port 18000 --ttft-ms 50 --itl-ms 10 --tokens 64
+
+**Stand-in cloud providers** (lab only; nothing here ever calls a real provider). The same
+server answers in the shapes of the catalog's cloud providers, as LiteLLM 1.108.7 calls them
+with a custom `api_base`:
+
+- OpenAI / OpenRouter: `POST <any prefix>/chat/completions` (OpenRouter's provider posts to
+  `{api_base}/chat/completions`, e.g. `/api/v1/chat/completions`), key as `Authorization: Bearer`;
+- Google Gemini: `POST <any prefix>/models/<model>:generateContent` and
+  `:streamGenerateContent?alt=sse` (LiteLLM builds `{api_base}/models/<model>:<method>`), key in
+  the `x-goog-api-key` header (or `?key=`); answers are `candidates`/`usageMetadata` bodies and,
+  streamed, one SSE event per token with the finish reason and usage on the last one.
+
+Keys come from `--keys-file` (one per line; never on the command line, never echoed): a request
+with another key gets 401 (OpenAI shape) or 400 `API_KEY_INVALID` (Gemini shape). `--quota N`
+gives every key N requests per sliding `--quota-window-s` window; the next one gets HTTP 429
+with `Retry-After` (seconds until the window frees a slot) in the provider's own error shape
+(Gemini: `RESOURCE_EXHAUSTED` with a `RetryInfo`). `--outage` answers every provider request
+503 (`UNAVAILABLE`). Every provider response says who served it: `x-aiswarm-backend: <name>`,
+`x-aiswarm-standin: openai|gemini` and `x-aiswarm-key: <position>` (the key's index in the
+file, never its value).
+
+Admin endpoint, for chaos scenarios (no key; the instrument listens on the lab network only):
+
+- `GET /_admin/state`: `{"outage": bool, "keys": [{"position", "sha256", "quota", "window_s",
+  "used", "served", "refused"}]}` (`sha256`: the first 12 hex digits of the key's hash);
+- `POST /_admin/state` with JSON `{"reset": true, "outage": bool, "keys": {"<position>" or "all":
+  {"quota": int or null, "window_s": seconds, "clear": true}}}`: `reset` first restores the
+  start-up state, then the other fields apply; a bad field gets 400 naming it. `quota: 0`
+  exhausts a key at once, `null` lifts its quota, `clear` forgets the requests it has made.
+
+    python -m aiswarm_loadtest.refbackend --host 172.30.57.1 --port 18100 --keys-file keys.txt \
+        --quota 30 --quota-window-s 60 --tokens 16
 """
 
 from __future__ import annotations
@@ -25,22 +57,32 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import math
 import os
 import random
+import re
 import selectors
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
 
-from aiswarm_loadtest.options import fraction, non_negative_float, positive_int
+from aiswarm_loadtest.options import fraction, non_negative_float, positive_float, positive_int
 
 MAX_HEADER_BYTES = 65536
 MAX_BODY_BYTES = 64 * 1024 * 1024
 WRITE_BUFFER_LIMIT = 64 * 1024  # wait for the client only when this much is unsent
+ADMIN_PATH = "/_admin/state"
+# LiteLLM's gemini provider with a custom api_base: {api_base}/models/{model}:{method}.
+_GEMINI_PATH = re.compile(
+    r"^(?:/[^:]*)?/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent)$"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +102,12 @@ class BackendConfig:
     inband_error_rate: float = 0.0
     fault_after: int = 4
     stall_ms: float = 30000.0
-    api_key: str = ""
+    api_key: str = field(default="", repr=False)
     seed: int = 0
+    keys: tuple[str, ...] = field(default=(), repr=False)  # stand-in keys; position = index
+    quota: int | None = None  # requests per key per window; None: no quota
+    quota_window_s: float = 60.0
+    outage: bool = False
 
     def __post_init__(self) -> None:
         for name in ("ttft_ms", "itl_ms", "embed_ms", "stall_ms"):
@@ -74,6 +120,134 @@ class BackendConfig:
             raise ValueError("fail_rate + cut_rate + stall_rate + inband_error_rate: must not exceed 1")
         if self.tokens < 1 or self.embed_dim < 1 or self.fault_after < 0:
             raise ValueError("tokens and embed_dim must be >= 1, fault_after >= 0")
+        if self.quota is not None and self.quota < 0:
+            raise ValueError(f"quota: expected requests per window >= 0, got {self.quota}")
+        if not self.quota_window_s > 0:
+            raise ValueError(f"quota_window_s: expected seconds > 0, got {self.quota_window_s}")
+        if any(not key or key.strip() != key for key in self.keys):
+            raise ValueError("keys: every key must be a non-empty string without surrounding spaces")
+        if self.api_key and self.keys:
+            raise ValueError("api_key and keys: give one or the other (api_key is the single-key form)")
+
+    @property
+    def accepted_keys(self) -> tuple[str, ...]:
+        """The keys requests must carry, by position; empty: no authentication."""
+        return self.keys or ((self.api_key,) if self.api_key else ())
+
+
+def key_hash(key: str) -> str:
+    """How a key is named where its value must not appear: the first 12 hex digits of its sha256."""
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+class StateError(ValueError):
+    """An admin request the stand-in refuses; the message names the field."""
+
+
+@dataclass
+class KeyState:
+    """One key's quota and what it has used: a sliding window of request times."""
+
+    quota: int | None
+    window_s: float
+    used: deque[float] = field(default_factory=deque)
+    served: int = 0
+    refused: int = 0
+
+    def admit(self, now: float) -> float | None:
+        """Count a request; None when admitted, else the seconds until the window frees a slot."""
+        while self.used and self.used[0] <= now - self.window_s:
+            self.used.popleft()
+        if self.quota is not None and len(self.used) >= self.quota:
+            self.refused += 1
+            return self.used[0] + self.window_s - now if self.used else self.window_s
+        self.used.append(now)
+        self.served += 1
+        return None
+
+
+class StandinState:
+    """Run-time state of the stand-in providers: the outage switch and every key's quota."""
+
+    def __init__(self, config: BackendConfig) -> None:
+        self.config = config
+        self.reset()
+
+    def reset(self) -> None:
+        self.outage = self.config.outage
+        self.keys = [
+            KeyState(self.config.quota, self.config.quota_window_s) for _ in self.config.accepted_keys
+        ]
+
+    def position(self, key: str | None) -> int | None:
+        """The position of an accepted key, else None."""
+        try:
+            return self.config.accepted_keys.index(key or "")
+        except ValueError:
+            return None
+
+    def apply(self, patch: Any) -> None:
+        """Apply an admin request (see the module docstring); StateError names a bad field.
+
+        Every field is checked before anything changes, so a refused request changes nothing.
+        """
+        if not isinstance(patch, Mapping):
+            raise StateError(f"body: expected a JSON object, got {type(patch).__name__}")
+        unknown = sorted(set(patch) - {"reset", "outage", "keys"})
+        if unknown:
+            raise StateError(f"unknown fields {unknown}; allowed: keys, outage, reset")
+        for name in ("reset", "outage"):
+            if name in patch and not isinstance(patch[name], bool):
+                raise StateError(f"{name}: expected true or false, got {patch[name]!r}")
+        changes = self._key_changes(patch.get("keys", {}))
+        if patch.get("reset"):
+            self.reset()
+        if "outage" in patch:
+            self.outage = patch["outage"]
+        for index, change in changes:
+            state = self.keys[index]
+            if change.get("clear"):
+                state.used.clear()
+            if "quota" in change:
+                state.quota = change["quota"]
+            if "window_s" in change:
+                state.window_s = float(change["window_s"])
+
+    def _key_changes(self, raw: Any) -> list[tuple[int, Mapping[str, Any]]]:
+        if not isinstance(raw, Mapping):
+            raise StateError(f'keys: expected {{"<position>" or "all": {{...}}}}, got {raw!r}')
+        changes = []
+        for name, change in raw.items():
+            where = f"keys.{name}"
+            if name == "all":
+                indices = list(range(len(self.keys)))
+            elif isinstance(name, str) and name.isdigit() and int(name) < len(self.keys):
+                indices = [int(name)]
+            else:
+                raise StateError(f"{where}: expected a key position 0..{len(self.keys) - 1} or all")
+            if not isinstance(change, Mapping) or set(change) - {"quota", "window_s", "clear"}:
+                raise StateError(
+                    f"{where}: expected an object with quota, window_s and/or clear, got {change!r}"
+                )
+            quota = change.get("quota")
+            if quota is not None and (isinstance(quota, bool) or not isinstance(quota, int) or quota < 0):
+                raise StateError(f"{where}.quota: expected requests per window >= 0 or null, got {quota!r}")
+            window = change.get("window_s", 1)
+            if isinstance(window, bool) or not isinstance(window, int | float) or not window > 0:
+                raise StateError(f"{where}.window_s: expected seconds > 0, got {window!r}")
+            if not isinstance(change.get("clear", False), bool):
+                raise StateError(f"{where}.clear: expected true or false, got {change['clear']!r}")
+            changes.extend((index, change) for index in indices)
+        return changes
+
+    def to_dict(self, now: float) -> dict[str, Any]:
+        keys = []
+        for position, (key, state) in enumerate(zip(self.config.accepted_keys, self.keys, strict=True)):
+            used = sum(1 for t in state.used if t > now - state.window_s)
+            keys.append({"position": position, "sha256": key_hash(key), "quota": state.quota,
+                         "window_s": state.window_s, "used": used, "served": state.served,
+                         "refused": state.refused})  # fmt: skip
+        return {"outage": self.outage, "keys": keys}
 
 
 class _BadRequest(Exception):
@@ -88,6 +262,7 @@ class _Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    query: str = ""
 
     @property
     def keep_alive(self) -> bool:
@@ -99,8 +274,100 @@ _REASONS = {
     400: "Bad Request",
     401: "Unauthorized",
     404: "Not Found",
+    429: "Too Many Requests",
     500: "Internal Server Error",
+    503: "Service Unavailable",
 }
+# Google's status names for the HTTP codes the Gemini stand-in sends (google.rpc.Code).
+_GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
+                  503: "UNAVAILABLE"}  # fmt: skip
+
+
+class _OpenAIShape:
+    """Bodies and events of an OpenAI-compatible chat completion (vLLM, llama.cpp, OpenRouter)."""
+
+    standin = "openai"
+
+    def __init__(self, model: str, ident: str, full_tokens: int) -> None:
+        self.model, self.ident, self.full_tokens = model, ident, full_tokens
+
+    def chunk(self, delta: dict | None, finish: str | None) -> dict:
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
+        return {"id": self.ident, "object": "chat.completion.chunk", "created": int(time.time()),
+                "model": self.model, "choices": choices}  # fmt: skip
+
+    def first(self, tokens: int) -> bytes:
+        return _chunk(_event(self.chunk({"role": "assistant", "content": "tok "}, None)))
+
+    def middle(self) -> bytes:
+        return _chunk(_event(self.chunk({"content": "tok "}, None)))
+
+    def last(self, tokens: int) -> bytes:
+        finish = "length" if tokens < self.full_tokens else "stop"
+        return _chunk(_event(self.chunk({"content": "tok "}, finish)))
+
+    def end(self, payload: dict, tokens: int) -> bytes:
+        options = payload.get("stream_options")
+        tail = b""
+        if isinstance(options, dict) and options.get("include_usage"):
+            tail = _chunk(_event(self.chunk(None, None) | {"usage": _usage(tokens)}))
+        return tail + _chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"
+
+    def completion(self, tokens: int) -> dict:
+        message = {"role": "assistant", "content": "tok " * tokens}
+        finish = "length" if tokens < self.full_tokens else "stop"
+        return {"id": self.ident, "object": "chat.completion", "created": int(time.time()),
+                "model": self.model, "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                "usage": _usage(tokens)}  # fmt: skip
+
+    @staticmethod
+    def error(status: int, message: str, kind: str) -> dict:
+        return {"error": {"message": message, "type": kind, "code": status}}
+
+
+class _GeminiShape:
+    """Bodies and SSE events of Gemini's generateContent / streamGenerateContent?alt=sse."""
+
+    standin = "gemini"
+
+    def __init__(self, model: str, ident: str, full_tokens: int) -> None:
+        self.model, self.ident, self.full_tokens = model, ident, full_tokens
+
+    def body(self, text: str, finish: str | None, tokens: int | None) -> dict:
+        candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+        if finish:
+            candidate["finishReason"] = finish
+        body: dict[str, Any] = {
+            "candidates": [candidate],
+            "modelVersion": self.model,
+            "responseId": self.ident,
+        }
+        if tokens is not None:
+            body["usageMetadata"] = {"promptTokenCount": 8, "candidatesTokenCount": tokens,
+                                     "totalTokenCount": 8 + tokens}  # fmt: skip
+        return body
+
+    def first(self, tokens: int) -> bytes:
+        return self.last(tokens) if tokens == 1 else self.middle()
+
+    def middle(self) -> bytes:
+        return _chunk(_event(self.body("tok ", None, None), b"\r\n\r\n"))
+
+    def last(self, tokens: int) -> bytes:
+        finish = "MAX_TOKENS" if tokens < self.full_tokens else "STOP"
+        return _chunk(_event(self.body("tok ", finish, tokens), b"\r\n\r\n"))
+
+    def end(self, payload: dict, tokens: int) -> bytes:
+        return b"0\r\n\r\n"  # Gemini's stream has no [DONE]: it ends with the body
+
+    def completion(self, tokens: int) -> dict:
+        return self.body("tok " * tokens, "MAX_TOKENS" if tokens < self.full_tokens else "STOP", tokens)
+
+    @staticmethod
+    def error(status: int, message: str, kind: str) -> dict:
+        return {
+            "error": {"code": status, "message": message, "status": _GOOGLE_STATUS.get(status, "UNKNOWN")}
+        }
 
 
 class ReferenceBackend:
@@ -108,6 +375,7 @@ class ReferenceBackend:
 
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
+        self.state = StandinState(config)
         self._rng = random.Random(config.seed)
         self._counter = 0
 
@@ -153,37 +421,114 @@ class ReferenceBackend:
         if length > MAX_BODY_BYTES:
             raise _BadRequest(400, "request body too large")
         body = await reader.readexactly(length) if length else b""
-        return _Request(parts[0], parts[1].split("?")[0], headers, body)
+        path, _mark, query = parts[1].partition("?")
+        return _Request(parts[0], path, headers, body, query)
 
     async def _route(self, request: _Request, writer: asyncio.StreamWriter) -> bool:
         keep = request.keep_alive
         if request.path == "/health":
             return await self._send_json(writer, 200, {"status": "ok"}, keep)
-        if self.config.api_key and request.headers.get("authorization") != f"Bearer {self.config.api_key}":
-            return await self._send_json(
-                writer, 401, _error_body("invalid api key", "authentication_error"), keep
-            )
-        if request.method == "GET" and request.path == "/v1/models":
+        if request.path == ADMIN_PATH:
+            return await self._admin(request, writer, keep)
+        gemini = _GEMINI_PATH.match(request.path) if request.method == "POST" else None
+        if gemini:
+            query = parse_qs(request.query)
+            key = request.headers.get("x-goog-api-key") or (query.get("key") or [""])[0]
+            stream = gemini["method"] == "streamGenerateContent"
+            if stream and query.get("alt") != ["sse"]:
+                body = _GeminiShape.error(400, "this stand-in streams only with ?alt=sse", "")
+                return await self._send_json(writer, 400, body, keep)
+            shape: _OpenAIShape | _GeminiShape = _GeminiShape(gemini["model"], "", self.config.tokens)
+        else:
+            bearer = request.headers.get("authorization", "")
+            key, stream = bearer.removeprefix("Bearer "), None
+            shape = _OpenAIShape(self.config.model, "", self.config.tokens)
+        position, refusal = self._admit(shape, key)
+        extra = (
+            () if position is None else (f"x-aiswarm-standin: {shape.standin}", f"x-aiswarm-key: {position}")
+        )
+        if refusal is not None:
+            status, body, headers = refusal
+            return await self._send_json(writer, status, body, keep, (*extra, *headers))
+        if gemini:
+            payload = await self._payload(request, writer, keep, shape, extra)
+            if payload is None:
+                return keep
+            return await self._chat(shape, payload, bool(stream), writer, keep, extra)
+        if request.method == "GET" and request.path.endswith("/models"):
             model = {"id": self.config.model, "object": "model", "owned_by": self.config.name}
-            return await self._send_json(writer, 200, {"object": "list", "data": [model]}, keep)
-        if request.method != "POST" or request.path not in ("/v1/chat/completions", "/v1/embeddings"):
+            return await self._send_json(writer, 200, {"object": "list", "data": [model]}, keep, extra)
+        chat = request.path.endswith("/chat/completions")
+        if request.method != "POST" or not (chat or request.path == "/v1/embeddings"):
             return await self._send_json(
-                writer, 404, _error_body(f"no route {request.path}", "not_found"), keep
+                writer, 404, _error_body(f"no route {request.path}", "not_found"), keep, extra
             )
+        payload = await self._payload(request, writer, keep, shape, extra)
+        if payload is None:
+            return keep
+        if not chat:
+            return await self._embeddings(payload, asyncio.get_running_loop().time(), writer, keep, extra)
+        return await self._chat(shape, payload, bool(payload.get("stream")), writer, keep, extra)
+
+    def _admit(
+        self, shape: _OpenAIShape | _GeminiShape, key: str
+    ) -> tuple[int | None, tuple[int, dict, tuple[str, ...]] | None]:
+        """The key's position and, when the request is refused, (status, body, headers)."""
+        gemini = shape.standin == "gemini"
+        if self.state.outage:
+            return None, (
+                503,
+                shape.error(503, "stand-in outage: the provider is unavailable", "server_error"),
+                (),
+            )
+        if not self.config.accepted_keys:
+            return None, None
+        position = self.state.position(key)
+        if position is None:
+            if gemini:
+                body = shape.error(400, "API key not valid. Please pass a valid API key.", "")
+                body["error"]["details"] = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                                             "reason": "API_KEY_INVALID"}]  # fmt: skip
+                return None, (400, body, ())
+            return None, (401, shape.error(401, "invalid api key", "authentication_error"), ())
+        wait = self.state.keys[position].admit(time.monotonic())
+        if wait is None:
+            return position, None
+        retry = max(1, math.ceil(wait))
+        body = shape.error(429, f"quota of key {position} exceeded; retry in {retry} s", "rate_limit_error")
+        if gemini:
+            body["error"]["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                                         "retryDelay": f"{retry}s"}]  # fmt: skip
+        return position, (429, body, (f"retry-after: {retry}",))
+
+    async def _payload(
+        self,
+        request: _Request,
+        writer: asyncio.StreamWriter,
+        keep: bool,
+        shape: _OpenAIShape | _GeminiShape,
+        extra: tuple[str, ...],
+    ) -> dict | None:
+        """The request's JSON object, or None after answering 400."""
         try:
             payload = json.loads(request.body or b"{}")
         except ValueError:
-            return await self._send_json(
-                writer, 400, _error_body("body is not JSON", "invalid_request"), keep
-            )
-        if not isinstance(payload, dict):
-            return await self._send_json(
-                writer, 400, _error_body("body is not an object", "invalid_request"), keep
-            )
-        start = asyncio.get_running_loop().time()
-        if request.path == "/v1/embeddings":
-            return await self._embeddings(payload, start, writer, keep)
-        return await self._chat(payload, start, writer, keep)
+            payload = None
+        if isinstance(payload, dict):
+            return payload
+        message = "body is not JSON" if payload is None else "body is not an object"
+        await self._send_json(writer, 400, shape.error(400, message, "invalid_request"), keep, extra)
+        return None
+
+    async def _admin(self, request: _Request, writer: asyncio.StreamWriter, keep: bool) -> bool:
+        if request.method == "POST":
+            try:
+                self.state.apply(json.loads(request.body or b"{}"))
+            except ValueError as exc:  # StateError, or a body that is not JSON
+                return await self._send_json(writer, 400, _error_body(str(exc), "invalid_request"), keep)
+        elif request.method != "GET":
+            return await self._send_json(writer, 404, _error_body("GET or POST only", "not_found"), keep)
+        return await self._send_json(writer, 200, self.state.to_dict(time.monotonic()), keep)
 
     def _draw_fault(self) -> str:
         c, draw = self.config, self._rng.random()
@@ -195,75 +540,60 @@ class ReferenceBackend:
 
     def _output_tokens(self, payload: dict) -> int:
         limit = payload.get("max_tokens") or payload.get("max_completion_tokens")
+        generation = payload.get("generationConfig")
+        if limit is None and isinstance(generation, dict):
+            limit = generation.get("maxOutputTokens")
         return min(self.config.tokens, limit) if isinstance(limit, int) and limit > 0 else self.config.tokens
 
-    async def _chat(self, payload: dict, start: float, writer: asyncio.StreamWriter, keep: bool) -> bool:
+    async def _chat(
+        self,
+        shape: _OpenAIShape | _GeminiShape,
+        payload: dict,
+        stream: bool,
+        writer: asyncio.StreamWriter,
+        keep: bool,
+        extra: tuple[str, ...] = (),
+    ) -> bool:
+        start = asyncio.get_running_loop().time()
         fault, tokens = self._draw_fault(), self._output_tokens(payload)
         self._counter += 1
-        ident = f"chatcmpl-ref-{self._counter}"
+        shape.ident = f"chatcmpl-ref-{self._counter}"
         first = start + self.config.ttft_ms / 1000
         if fault == "fail":
             await _sleep_until(first)
-            return await self._send_json(writer, 500, _error_body("injected failure", "server_error"), keep)
-        if not payload.get("stream"):
+            return await self._send_json(
+                writer, 500, shape.error(500, "injected failure", "server_error"), keep, extra
+            )
+        if not stream:
             await _sleep_until(first + (tokens - 1) * self.config.itl_ms / 1000)
-            return await self._send_json(writer, 200, self._completion(ident, tokens), keep)
-        writer.write(self._head(200, "text/event-stream", chunked=True, keep=keep))
-        middle = _chunk(_event(self._stream_chunk(ident, {"content": "tok "}, None)))  # built once
+            return await self._send_json(writer, 200, shape.completion(tokens), keep, extra)
+        writer.write(self._head(200, "text/event-stream", chunked=True, keep=keep, extra=extra))
+        middle = shape.middle()  # built once
         for index in range(tokens):
             if fault and index == self.config.fault_after:
                 if fault == "cut":
                     return False
                 if fault == "inband":
-                    writer.write(_chunk(_event(_error_body("injected in-band error", "server_error"))))
+                    writer.write(_chunk(_event(shape.error(500, "injected in-band error", "server_error"))))
                     writer.write(b"0\r\n\r\n")
                     await writer.drain()
                     return keep
                 first += self.config.stall_ms / 1000
             await _sleep_until(first + index * self.config.itl_ms / 1000)
             if index == 0:
-                writer.write(
-                    _chunk(_event(self._stream_chunk(ident, {"role": "assistant", "content": "tok "}, None)))
-                )
+                writer.write(shape.first(tokens))
             elif index == tokens - 1:
-                finish = "length" if tokens < self.config.tokens else "stop"
-                writer.write(_chunk(_event(self._stream_chunk(ident, {"content": "tok "}, finish))))
+                writer.write(shape.last(tokens))
             else:
                 writer.write(middle)
             if writer.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
                 await writer.drain()
-        options = payload.get("stream_options")
-        if isinstance(options, dict) and options.get("include_usage"):
-            usage = self._stream_chunk(ident, None, None) | {"usage": _usage(tokens)}
-            writer.write(_chunk(_event(usage)))
-        writer.write(_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+        writer.write(shape.end(payload, tokens))
         await writer.drain()
         return keep
 
-    def _stream_chunk(self, ident: str, delta: dict | None, finish: str | None) -> dict:
-        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
-        return {
-            "id": ident,
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": self.config.model,
-            "choices": choices,
-        }
-
-    def _completion(self, ident: str, tokens: int) -> dict:
-        message = {"role": "assistant", "content": "tok " * tokens}
-        finish = "length" if tokens < self.config.tokens else "stop"
-        return {
-            "id": ident,
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": self.config.model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            "usage": _usage(tokens),
-        }
-
     async def _embeddings(
-        self, payload: dict, start: float, writer: asyncio.StreamWriter, keep: bool
+        self, payload: dict, start: float, writer: asyncio.StreamWriter, keep: bool, extra: tuple[str, ...]
     ) -> bool:
         inputs = payload.get("input", "")
         items = inputs if isinstance(inputs, list) else [inputs]
@@ -273,13 +603,23 @@ class ReferenceBackend:
             for i, item in enumerate(items)
         ]
         body = {"object": "list", "data": data, "model": self.config.model, "usage": _usage(0)}
-        return await self._send_json(writer, 200, body, keep)
+        return await self._send_json(writer, 200, body, keep, extra)
 
-    def _head(self, status: int, content_type: str, *, chunked: bool, keep: bool, length: int = 0) -> bytes:
+    def _head(
+        self,
+        status: int,
+        content_type: str,
+        *,
+        chunked: bool,
+        keep: bool,
+        length: int = 0,
+        extra: tuple[str, ...] = (),
+    ) -> bytes:
         lines = [
             f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
             f"content-type: {content_type}",
             f"x-aiswarm-backend: {self.config.name}",
+            *extra,
             "connection: keep-alive" if keep else "connection: close",
             "transfer-encoding: chunked" if chunked else f"content-length: {length}",
         ]
@@ -287,11 +627,12 @@ class ReferenceBackend:
             lines.append("cache-control: no-cache")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-    async def _send_json(self, writer: asyncio.StreamWriter, status: int, body: dict, keep: bool) -> bool:
+    async def _send_json(
+        self, writer: asyncio.StreamWriter, status: int, body: dict, keep: bool, extra: tuple[str, ...] = ()
+    ) -> bool:
         data = json.dumps(body, separators=(",", ":")).encode()
-        writer.write(
-            self._head(status, "application/json", chunked=False, keep=keep, length=len(data)) + data
-        )
+        head = self._head(status, "application/json", chunked=False, keep=keep, length=len(data), extra=extra)
+        writer.write(head + data)
         await writer.drain()
         return keep
 
@@ -302,8 +643,8 @@ async def _sleep_until(deadline: float) -> None:
         await asyncio.sleep(delay)
 
 
-def _event(payload: dict) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+def _event(payload: dict, end: bytes = b"\n\n") -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + end
 
 
 def _chunk(data: bytes) -> bytes:
@@ -401,6 +742,14 @@ def serve_in_process(args: list[str], host: str = "127.0.0.1") -> Iterator[str]:
             process.wait()
 
 
+def non_negative_int(text: str) -> int:
+    """An integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m aiswarm_loadtest.refbackend",
@@ -426,6 +775,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--stall-ms", type=non_negative_float, default=30000.0, help="length of a stall (default 30000)")
     add("--api-key", default="", help="require 'Authorization: Bearer <key>' (default: no auth)")
     add("--seed", type=int, default=0, help="seed of the failure draws")
+    add("--keys-file", type=Path, help="stand-in keys, one per line; a key's position is its line (from 0)")
+    add("--quota", type=non_negative_int, help="requests each key may make per window (default: no quota)")
+    add("--quota-window-s", type=positive_float, default=60.0, help="the quota's sliding window (default 60)")
+    add("--outage", action="store_true", help="start with every provider request answered 503")
     add("--selector", choices=("select", "epoll"), default="select", help="event loop selector")
     return parser
 
@@ -433,9 +786,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    options = {k: v for k, v in vars(args).items() if k not in ("host", "port", "selector")}
+    options = {k: v for k, v in vars(args).items() if k not in ("host", "port", "selector", "keys_file")}
     try:
+        if args.keys_file is not None:
+            lines = args.keys_file.read_text(encoding="utf-8").splitlines()
+            options["keys"] = tuple(line.strip() for line in lines if line.strip())
+            if not options["keys"]:
+                raise ValueError(f"--keys-file {args.keys_file}: no key in the file")
         config = BackendConfig(**options)
+    except OSError as exc:
+        parser.error(f"--keys-file {args.keys_file}: {exc.strerror}")
     except ValueError as exc:
         parser.error(str(exc))
 

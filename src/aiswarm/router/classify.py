@@ -11,6 +11,8 @@
 5. otherwise ``default_tier``.
 
 The tier's first model group the gateway serves wins; none served gives ``fallback_model``.
+A group the spend guard stopped (``blocked``: group -> why, see :mod:`aiswarm.router.spend`) is
+skipped like an unserved one, and the decision says so in ``budget_stop``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Decision:
     tier: str
     model: str
     reason: str
+    budget_stop: str = ""  # the paid groups skipped because a budget is spent, and why
 
     @property
     def rewritten(self) -> bool:
@@ -67,15 +70,27 @@ def _phrase_pattern(phrase: str) -> re.Pattern[str]:
     return re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, phrase.split())) + r"(?!\w)", re.IGNORECASE)
 
 
-def _pick(tier: str, rules: Rules, reason: str) -> Decision:
+def _pick(tier: str, rules: Rules, reason: str, blocked: Mapping[str, str]) -> Decision:
+    skipped = []
     for model in rules.tiers.get(tier, ()):
-        if not rules.available_models or model in rules.available_models:
-            return Decision(tier, model, reason)
-    return Decision(tier, rules.fallback_model, f"{reason}; no model of tier {tier} is served, fallback")
+        if rules.available_models and model not in rules.available_models:
+            continue
+        if model in blocked:
+            skipped.append(f"{model} ({blocked[model]})")
+            continue
+        stop = "; ".join(skipped)
+        return Decision(tier, model, f"{reason}; budget stop, skipped {stop}" if stop else reason, stop)
+    stop = "; ".join(skipped)
+    why = f"{reason}; no model of tier {tier} is served, fallback"
+    return Decision(tier, rules.fallback_model, f"{why}; budget stop, skipped {stop}" if stop else why, stop)
 
 
-def route(request: Mapping[str, Any], rules: Rules) -> Decision:
-    """Classify one chat or text completion request body into a :class:`Decision`."""
+def route(request: Mapping[str, Any], rules: Rules, blocked: Mapping[str, str] | None = None) -> Decision:
+    """Classify one chat or text completion request body into a :class:`Decision`.
+
+    ``blocked`` maps the paid groups a spent budget stopped to the reason; they are never chosen.
+    """
+    blocked = blocked or {}
     requested = request.get("model")
     if requested != rules.virtual_model:
         return Decision(PASSTHROUGH, str(requested), "explicit model")
@@ -84,7 +99,7 @@ def route(request: Mapping[str, Any], rules: Rules) -> Decision:
     if isinstance(metadata, Mapping):
         tag = metadata.get(rules.metadata_key)
         if isinstance(tag, str) and tag.lower() in rules.tiers:
-            return _pick(tag.lower(), rules, f"metadata {rules.metadata_key}={tag.lower()}")
+            return _pick(tag.lower(), rules, f"metadata {rules.metadata_key}={tag.lower()}", blocked)
 
     text = prompt_text(request)
     for tier in rules.keyword_order:
@@ -92,13 +107,15 @@ def route(request: Mapping[str, Any], rules: Rules) -> Decision:
             continue
         for phrase in rules.keywords.get(tier, ()):
             if _phrase_pattern(phrase).search(text):
-                return _pick(tier, rules, f"keyword '{phrase}'")
+                return _pick(tier, rules, f"keyword '{phrase}'", blocked)
 
     if "complex" in rules.tiers:
         if len(text) >= rules.complex_min_chars:
-            return _pick("complex", rules, f"prompt of {len(text)} chars >= {rules.complex_min_chars}")
+            why = f"prompt of {len(text)} chars >= {rules.complex_min_chars}"
+            return _pick("complex", rules, why, blocked)
         messages = request.get("messages")
         if isinstance(messages, list) and len(messages) >= rules.complex_min_messages:
-            return _pick("complex", rules, f"{len(messages)} messages >= {rules.complex_min_messages}")
+            why = f"{len(messages)} messages >= {rules.complex_min_messages}"
+            return _pick("complex", rules, why, blocked)
 
-    return _pick(rules.default_tier, rules, "default tier")
+    return _pick(rules.default_tier, rules, "default tier", blocked)

@@ -9,6 +9,14 @@ with the field named). Settings come from the environment:
 - ``AISWARM_ROUTER_DECISIONS_LOG``: optional JSONL file; one record per successful call, the
   input of ``python -m aiswarm.router.report --records`` when the gateway runs without a database.
 
+- ``AISWARM_SPEND_CONFIG``: optional spend settings (``aiswarm.router.spend``); with it every
+  successful call is priced into the monthly ledger, and the spend guard applies: at a spent
+  budget the router skips paid groups for the virtual model (the decision and the response
+  headers ``x-aiswarm-route-*`` / ``x-aiswarm-budget-stop`` say so), a request naming a stopped
+  paid group is refused with 429 naming the budget, and a fallback into one fails the same way
+  (so when nothing free or local is left the client reads which budget is spent). A ledger that
+  cannot be read is logged and does not stop traffic.
+
 Each decision also counts in ``aiswarm_router_decisions_total{tier,model}`` on the proxy's
 ``/metrics`` (when prometheus_client is installed).
 """
@@ -20,11 +28,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+import litellm
 from litellm.integrations.custom_logger import CustomLogger
+from litellm.proxy._types import ProxyException
 
 from aiswarm.router.classify import route
-from aiswarm.router.records import annotate, record_from_call
+from aiswarm.router.records import annotate, record_from_call, response_headers
 from aiswarm.router.rules import Rules, load_rules
+from aiswarm.router.spend import SpendError, SpendGuard, stop_message
 
 try:
     from prometheus_client import Counter
@@ -43,33 +54,79 @@ log = logging.getLogger("aiswarm.router")
 class CostRouter(CustomLogger):
     """Rewrites requests for the virtual model to the tier's model group and logs the outcome."""
 
-    def __init__(self, rules: Rules, decisions_log: Path | None = None) -> None:
+    def __init__(
+        self, rules: Rules, decisions_log: Path | None = None, spend: SpendGuard | None = None
+    ) -> None:
         super().__init__()
         self.rules = rules
         self.decisions_log = decisions_log
+        self.spend = spend
 
     @classmethod
     def from_env(cls) -> CostRouter:
         rules = load_rules(os.environ.get("AISWARM_ROUTER_RULES", DEFAULT_RULES_PATH))
         log_path = os.environ.get("AISWARM_ROUTER_DECISIONS_LOG")
-        return cls(rules, Path(log_path) if log_path else None)
+        return cls(rules, Path(log_path) if log_path else None, SpendGuard.from_env())
+
+    def _blocked(self) -> dict[str, str]:
+        if self.spend is None:
+            return {}
+        try:
+            return self.spend.blocked()
+        except (SpendError, OSError) as exc:
+            log.warning("spend guard: cannot read the ledger, no group is stopped: %s", exc)
+            return {}
 
     async def async_pre_call_hook(
         self, user_api_key_dict: Any, cache: Any, data: dict, call_type: str
     ) -> dict | None:
         if call_type not in ROUTED_CALL_TYPES:
             return data
-        decision = route(data, self.rules)
+        blocked = self._blocked()
+        decision = route(data, self.rules, blocked)
         if decision.rewritten:
             annotate(data, decision)
             if _DECISIONS is not None:
                 _DECISIONS.labels(tier=decision.tier, model=decision.model).inc()
             log.info("routed %s -> %s (%s)", self.rules.virtual_model, decision.model, decision.reason)
+        elif decision.model in blocked:
+            raise ProxyException(
+                message=stop_message(decision.model, blocked[decision.model]),
+                type="budget_exceeded",
+                param="model",
+                code=429,
+            )
         return data
+
+    async def async_filter_deployments(
+        self,
+        model: str,
+        healthy_deployments: list,
+        messages: list | None,
+        request_kwargs: dict | None = None,
+        parent_otel_span: Any = None,
+    ) -> list:
+        """A fallback into a stopped paid group fails with the budget named (the router tries the next)."""
+        blocked = self._blocked()
+        if model in blocked:
+            raise litellm.RateLimitError(
+                message=stop_message(model, blocked[model]), llm_provider="aiswarm", model=model
+            )
+        return healthy_deployments
+
+    async def async_post_call_response_headers_hook(
+        self, data: dict, user_api_key_dict: Any, response: Any, request_headers: dict | None = None
+    ) -> dict[str, str] | None:
+        return response_headers(data)
 
     async def async_log_success_event(
         self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
+        if self.spend is not None:
+            try:
+                self.spend.record(kwargs, response_obj)
+            except (SpendError, OSError) as exc:
+                log.warning("spend guard: cannot write the ledger: %s", exc)
         if self.decisions_log is None:
             return
         try:

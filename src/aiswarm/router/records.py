@@ -19,13 +19,16 @@ TAG_PREFIX = "aiswarm-route:"
 def annotate(data: dict[str, Any], decision: Decision) -> dict[str, Any]:
     """Rewrite ``data["model"]`` for a routed request and record the decision in its metadata.
 
-    The decision lands in ``metadata.aiswarm_route``, in ``metadata.spend_logs_metadata`` (which
-    LiteLLM copies into its spend logs) and as a ``aiswarm-route:<tier>`` request tag (spend per tag).
-    A pass-through request is returned unchanged.
+    The decision lands in ``metadata.aiswarm_route`` (with ``budget_stop`` when the spend guard
+    made it skip paid groups), in ``metadata.spend_logs_metadata`` (which LiteLLM copies into its
+    spend logs) and as a ``aiswarm-route:<tier>`` request tag (spend per tag). A pass-through
+    request is returned unchanged.
     """
     if not decision.rewritten:
         return data
     route = {"tier": decision.tier, "model": decision.model, "reason": decision.reason}
+    if decision.budget_stop:
+        route["budget_stop"] = decision.budget_stop
     data["model"] = decision.model
     metadata = data.get("metadata")
     if not isinstance(metadata, dict):
@@ -51,6 +54,7 @@ class CallRecord:
     prompt_tokens: int
     completion_tokens: int
     spend: float | None
+    budget_stop: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -86,4 +90,24 @@ def record_from_call(kwargs: Mapping[str, Any], response: Any) -> CallRecord:
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         spend=float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
+        budget_stop=str(route.get("budget_stop", "")),
     )
+
+
+def response_headers(data: Mapping[str, Any]) -> dict[str, str] | None:
+    """Headers that tell the client how the cost router routed its request, or None when it did not.
+
+    ``x-aiswarm-route-tier`` and ``x-aiswarm-route-model``, and ``x-aiswarm-budget-stop`` with the
+    paid groups a spent budget made it skip (ASCII only, as HTTP headers must be).
+    """
+    metadata = data.get("metadata")
+    route = metadata.get(METADATA_KEY) if isinstance(metadata, Mapping) else None
+    if not isinstance(route, Mapping):
+        return None
+    headers = {
+        "x-aiswarm-route-tier": str(route.get("tier")),
+        "x-aiswarm-route-model": str(route.get("model")),
+    }
+    if route.get("budget_stop"):
+        headers["x-aiswarm-budget-stop"] = str(route["budget_stop"]).encode("ascii", "replace").decode()
+    return headers

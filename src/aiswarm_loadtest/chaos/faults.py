@@ -31,6 +31,16 @@ _SIGNAL_MAIN_PID = (
     'if [ "${pid:-0}" -gt 0 ] 2>/dev/null; then kill -s "$2" "$pid"; '
     'else echo "$1: no running main PID" >&2; exit "$3"; fi'
 )
+# POST a JSON state to a stand-in's admin endpoint with the node's own Python (no curl needed);
+# exit 1 with the stand-in's answer when it refuses.
+_POST_STANDIN = (
+    "import sys, urllib.request, urllib.error\n"
+    "req = urllib.request.Request(sys.argv[1].rstrip('/') + '/_admin/state', data=sys.argv[2].encode(),"
+    " headers={'content-type': 'application/json'})\n"
+    "try:\n    print(urllib.request.urlopen(req, timeout=10).read().decode())\n"
+    "except urllib.error.HTTPError as exc:\n"
+    "    sys.exit(f'stand-in refused: {exc.code} {exc.read().decode()}')\n"
+)
 # tc's message when the kernel lacks the netem qdisc (sch_netem), and what that means for a fault.
 _NO_NETEM = (
     (
@@ -143,6 +153,9 @@ def node_commands(fault: Fault, rollback: str) -> tuple[tuple[NodeCommand, ...],
         undo = (_signal_main_pid(unit, "CONT", missing_rc=0),)
     elif fault.kind == "restart_service":
         inject, undo = (_systemd(unit, "restarted"),), (_systemd(unit, "started"),)
+    elif fault.kind == "standin_state":
+        inject = (NodeCommand(("python3", "-c", _POST_STANDIN, params.admin_url, params.state)),)
+        undo = (NodeCommand(("python3", "-c", _POST_STANDIN, params.admin_url, params.restore)),)
     elif fault.kind == "net_loss" and params.method == "iptables":
         inject, undo = _iptables_loss(params.interface, params.loss_pct)
     elif fault.kind in ("net_latency", "net_loss"):
@@ -231,6 +244,8 @@ class Executor(Protocol):
 def _fault_id(fault: Fault, node: str) -> str:
     if fault.target.service:
         what = fault.target.service
+    elif fault.kind == "standin_state":
+        what = urlsplit(fault.params.admin_url).netloc
     elif fault.kind in ("net_latency", "net_loss"):
         what = fault.params.interface
     else:

@@ -42,7 +42,7 @@ from aiswarm_loadtest.chaos.faults import (
 )
 from aiswarm_loadtest.chaos.ledger import RollbackLedger
 from aiswarm_loadtest.chaos.report import RunResult, write_report
-from aiswarm_loadtest.chaos.scenario import DataCheck, Scenario, Target
+from aiswarm_loadtest.chaos.scenario import ROLLBACKS, DataCheck, Scenario, Target
 from aiswarm_loadtest.metrics import SLOW_ANSWER_S
 from aiswarm_loadtest.noisy import read_log as read_noisy_log
 from aiswarm_loadtest.records import RequestRecord, read_records
@@ -144,6 +144,7 @@ class LoadSpec:
     tags: tuple[str, ...] = ()
     api_key: str = field(default="", repr=False)  # handed over in the environment, never on argv
     noisy_clients: int = 0
+    model: str | None = None
 
 
 class LoadHandle(Protocol):
@@ -230,6 +231,8 @@ class LocustLauncher:
         if spec.tags:
             argv += ["--tags", *spec.tags]
         argv += list(self.extra_args)
+        if spec.model:  # after extra_args: the scenario's model wins over --locust-arg=--model
+            argv += ["--model", spec.model]
         if spec.user_class:
             argv.append(spec.user_class)
         return argv
@@ -349,16 +352,20 @@ class ChaosRunner:
         problem = self.executor.check_gateway(self.options.gateway)
         if problem:
             errors.append(problem)
-        try:
-            nodes = self.inventory.resolve(self.scenario.fault.target, "fault.target")
-        except PlanError as exc:
-            errors.append(f"{src}: {exc}")
-            nodes = []
-        for node in nodes:
+        faults = [("fault", self.scenario.fault, self.scenario.rollback)]
+        faults += [(f"also[{i}]", f, "auto") for i, f in enumerate(self.scenario.also)]
+        for where, fault, rollback in faults:
             try:
-                plans.append(self.executor.plan(self.scenario.fault, node, self.scenario.rollback))
+                nodes = self.inventory.resolve(fault.target, f"{where}.target")
             except PlanError as exc:
-                errors.append(f"{src}: fault: {exc}")
+                errors.append(f"{src}: {exc}")
+                nodes = []
+            rollback = ROLLBACKS[fault.kind][0] if rollback == "auto" else rollback
+            for node in nodes:
+                try:
+                    plans.append(self.executor.plan(fault, node, rollback))
+                except PlanError as exc:
+                    errors.append(f"{src}: {where}: {exc}")
         if self.scenario.data_check is not None:
             try:
                 self._data_step(self.scenario.data_check)
@@ -405,6 +412,7 @@ class ChaosRunner:
             tags=load.tags,
             api_key=self.options.api_key,
             noisy_clients=load.noisy_clients,
+            model=load.model,
         )
 
     def check_steady_state(self) -> tuple[bool, dict, list[str]]:

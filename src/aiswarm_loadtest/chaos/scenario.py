@@ -10,6 +10,7 @@ services map (`DEFAULT_SERVICES`, overridable by the runner), so one scenario fi
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,9 @@ import yaml
 SERVICE_KINDS = ("stop_service", "kill_service", "freeze_service", "restart_service")
 NETWORK_KINDS = ("net_latency", "net_loss")
 NODE_KINDS = ("partition_node", "stop_node")
-BASE_KINDS = SERVICE_KINDS + NETWORK_KINDS + NODE_KINDS
+# Posts a state to a stand-in provider's admin endpoint (aiswarm_loadtest.refbackend) from the node.
+STANDIN_KINDS = ("standin_state",)
+BASE_KINDS = SERVICE_KINDS + NETWORK_KINDS + NODE_KINDS + STANDIN_KINDS
 
 # Named conveniences: kind -> (base kind, default service, default group).
 CONVENIENCES: dict[str, tuple[str, str, str]] = {
@@ -41,6 +44,7 @@ ROLLBACKS: dict[str, tuple[str, ...]] = {
     "net_loss": ("clear_netem",),
     "partition_node": ("reconnect_node",),
     "stop_node": ("start_node",),
+    "standin_state": ("restore_standin",),
 }
 
 DEFAULT_SERVICES: dict[str, str] = {
@@ -62,6 +66,8 @@ _UNIT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._-]*$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _IFACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,14}$")
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+_URL_RE = re.compile(r"^https?://[A-Za-z0-9.\[\]:-]+(/\S*)?$")
 
 
 class ScenarioError(ValueError):
@@ -95,6 +101,7 @@ class Load:
     user_class: str | None = None
     tags: tuple[str, ...] = ()
     noisy_clients: int = 0  # clients sending malformed and oversized requests beside the users
+    model: str | None = None  # the model the users ask for; wins over the runner's --locust-arg
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,9 @@ class FaultParams:
     signal: str = "KILL"
     interface: str = "eth0"
     method: str = "netem"  # net_loss: tc netem, or iptables' statistic match (kernels without netem)
+    admin_url: str = ""  # standin_state: the stand-in's base URL, as the target node reaches it
+    state: str = ""  # standin_state: the JSON posted to <admin_url>/_admin/state at injection
+    restore: str = '{"reset": true}'  # standin_state: the JSON posted at rollback
 
 
 @dataclass(frozen=True)
@@ -180,6 +190,7 @@ class Scenario:
     data_check: DataCheck | None = None
     primary_backend: str | None = None
     source: str = ""
+    also: tuple[Fault, ...] = ()  # further faults, injected and rolled back (auto) with `fault`
 
 
 _MISSING = object()
@@ -356,23 +367,29 @@ def _target(check: _Checker, raw: Any, path: str, services: Mapping[str, str], d
     return Target(host=host, group=group, pick=pick or "first", service=service)
 
 
-def _fault(check: _Checker, raw: Any, services: Mapping[str, str]) -> tuple[Fault | None, str | None]:
-    data = check.mapping(raw, "fault", ("kind", "target", "duration_s", "params"))
-    requested = check.choice(data, "kind", "fault", FAULT_KINDS)
+def _fault(
+    check: _Checker, raw: Any, services: Mapping[str, str], path: str = "fault", duration: Any = _MISSING
+) -> tuple[Fault | None, str | None]:
+    keys = (
+        ("kind", "target", "duration_s", "params") if duration is _MISSING else ("kind", "target", "params")
+    )
+    data = check.mapping(raw, path, keys)
+    requested = check.choice(data, "kind", path, FAULT_KINDS)
     kind, defaults = requested, {}
     if requested in CONVENIENCES:
         kind, service, group = CONVENIENCES[requested]
         defaults = {"service": service, "group": group}
-    target = _target(check, data.get("target"), "fault.target", services, defaults)
+    target = _target(check, data.get("target"), f"{path}.target", services, defaults)
     minimum = 0.0 if kind == "restart_service" else None
-    duration = check.number(data, "duration_s", "fault", low=minimum, above=None if minimum == 0 else 0)
-    params = _params(check, data.get("params", {}), kind)
+    if duration is _MISSING:
+        duration = check.number(data, "duration_s", path, low=minimum, above=None if minimum == 0 else 0)
+    params = _params(check, data.get("params", {}), kind, f"{path}.params")
     raw_target = data.get("target") if isinstance(data.get("target"), dict) else {}
     if kind in SERVICE_KINDS and "service" not in raw_target and "service" not in defaults:
-        check.error("fault.target.service", f"a service name for {kind}")
-    if kind in NETWORK_KINDS + NODE_KINDS and "service" in raw_target:
+        check.error(f"{path}.target.service", f"a service name for {kind}")
+    if kind in NETWORK_KINDS + NODE_KINDS + STANDIN_KINDS and "service" in raw_target:
         check.error(
-            "fault.target.service",
+            f"{path}.target.service",
             f"no service for {kind} (it acts on the whole node)",
             raw_target["service"],
         )
@@ -383,35 +400,54 @@ def _fault(check: _Checker, raw: Any, services: Mapping[str, str]) -> tuple[Faul
     ), kind
 
 
-def _params(check: _Checker, raw: Any, kind: str | None) -> FaultParams | None:
+def _json_state(check: _Checker, data: dict[str, Any], key: str, path: str, default: Any = _MISSING) -> Any:
+    """A stand-in state as the JSON text to post: a mapping in the scenario."""
+    where = f"{path}.{key}"
+    if key not in data:
+        if default is _MISSING:
+            check.error(where, "a mapping posted to the stand-in's /_admin/state")
+            return None
+        return default
+    if not isinstance(data[key], dict) or not data[key]:
+        check.error(where, "a non-empty mapping posted to the stand-in's /_admin/state", data[key])
+        return None
+    return json.dumps(data[key], sort_keys=True, separators=(",", ":"))
+
+
+def _params(check: _Checker, raw: Any, kind: str | None, path: str = "fault.params") -> FaultParams | None:
     allowed_by_kind = {
         "net_latency": ("latency_ms", "jitter_ms", "interface"),
         "net_loss": ("loss_pct", "interface", "method"),
         "kill_service": ("signal",),
+        "standin_state": ("admin_url", "state", "restore"),
     }
     allowed = allowed_by_kind.get(kind or "", ())
     errors_before = len(check.errors)
-    data = check.mapping(raw, "fault.params", allowed) if allowed or raw else {}
+    data = check.mapping(raw, path, allowed) if allowed or raw else {}
     values: dict[str, Any] = {}
-    if kind == "net_latency":
-        values["latency_ms"] = check.number(
-            data, "latency_ms", "fault.params", above=0, high=60000, integer=True
+    if kind == "standin_state":
+        values["admin_url"] = check.string(
+            data, "admin_url", path, pattern=_URL_RE, expected="the stand-in's http(s) base URL"
         )
-        values["jitter_ms"] = check.number(data, "jitter_ms", "fault.params", low=0, integer=True, default=0)
+        values["state"] = _json_state(check, data, "state", path)
+        values["restore"] = _json_state(check, data, "restore", path, default=FaultParams.restore)
+    if kind == "net_latency":
+        values["latency_ms"] = check.number(data, "latency_ms", path, above=0, high=60000, integer=True)
+        values["jitter_ms"] = check.number(data, "jitter_ms", path, low=0, integer=True, default=0)
     if kind == "net_loss":
-        values["loss_pct"] = check.number(data, "loss_pct", "fault.params", above=0, high=100)
-        values["method"] = check.choice(data, "method", "fault.params", LOSS_METHODS, default="netem")
+        values["loss_pct"] = check.number(data, "loss_pct", path, above=0, high=100)
+        values["method"] = check.choice(data, "method", path, LOSS_METHODS, default="netem")
     if kind in NETWORK_KINDS:
         values["interface"] = check.string(
             data,
             "interface",
-            "fault.params",
+            path,
             pattern=_IFACE_RE,
             expected="a network interface name",
             default="eth0",
         )
     if kind == "kill_service":
-        values["signal"] = check.choice(data, "signal", "fault.params", KILL_SIGNALS, default="KILL")
+        values["signal"] = check.choice(data, "signal", path, KILL_SIGNALS, default="KILL")
     if len(check.errors) > errors_before:
         return None
     return FaultParams(**values)
@@ -440,7 +476,7 @@ def _steady_state(check: _Checker, raw: Any) -> SteadyState | None:
 
 
 def _load(check: _Checker, raw: Any) -> Load | None:
-    data = check.mapping(raw, "load", ("users", "spawn_rate", "user_class", "tags", "noisy_clients"))
+    data = check.mapping(raw, "load", ("users", "spawn_rate", "user_class", "tags", "noisy_clients", "model"))
     users = check.number(data, "users", "load", low=1, integer=True)
     rate = check.number(data, "spawn_rate", "load", above=0)
     user_class = check.string(
@@ -453,9 +489,13 @@ def _load(check: _Checker, raw: Any) -> Load | None:
     )
     tags = check.strings(data, "tags", "load")
     noisy = check.number(data, "noisy_clients", "load", low=0, high=8, integer=True, default=0)
+    model = check.string(
+        data, "model", "load", pattern=_MODEL_RE, expected="a model group name", default=None
+    )
     if users is None or rate is None or noisy is None:
         return None
-    return Load(users=users, spawn_rate=rate, user_class=user_class, tags=tags, noisy_clients=int(noisy))
+    return Load(users=users, spawn_rate=rate, user_class=user_class, tags=tags, noisy_clients=int(noisy),
+                model=model)  # fmt: skip
 
 
 def _expect(check: _Checker, raw: Any) -> Expect:
@@ -511,6 +551,18 @@ def _data_check(check: _Checker, raw: Any, services: Mapping[str, str]) -> DataC
     )
 
 
+def _also(check: _Checker, raw: Any, services: Mapping[str, str], fault: Fault | None) -> tuple[Fault, ...]:
+    """Further faults with the main fault's duration, e.g. every local engine stopped at once."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw:
+        check.error("also", "a non-empty list of faults (kind, target, params; the duration is fault's)", raw)
+        return ()
+    duration = fault.duration_s if fault is not None else 1.0
+    faults = [_fault(check, item, services, f"also[{i}]", duration)[0] for i, item in enumerate(raw)]
+    return tuple(f for f in faults if f is not None)
+
+
 def _rollback(check: _Checker, raw: Any, kind: str | None) -> str | None:
     if kind is None:
         return None
@@ -534,6 +586,7 @@ TOP_LEVEL = (
     "timeline",
     "data_check",
     "primary_backend",
+    "also",
 )
 
 
@@ -559,6 +612,7 @@ def parse_scenario(raw: Any, source: str, services: Mapping[str, str] | None = N
         _fault(check, raw_fault, services) if (raw_fault := section("fault")) is not None else (None, None)
     )
     timeline = _timeline(check, raw_timeline) if (raw_timeline := section("timeline")) is not None else None
+    also = _also(check, data.get("also"), services, fault)
     rollback = _rollback(check, data.get("rollback"), kind)
     expect = _expect(check, data.get("expect"))
     data_check = _data_check(check, data.get("data_check"), services)
@@ -586,6 +640,7 @@ def parse_scenario(raw: Any, source: str, services: Mapping[str, str] | None = N
         data_check=data_check,
         primary_backend=primary,
         source=source,
+        also=also,
     )
 
 

@@ -107,7 +107,7 @@ BROKEN = [
         "kil",
         "scenarios/kill_primary.yaml: fault.kind: expected one of stop_service, kill_service, "
         "freeze_service, restart_service, net_latency, net_loss, partition_node, stop_node, "
-        "stop_redis, stop_postgresql, restart_gateway, got 'kil'",
+        "standin_state, stop_redis, stop_postgresql, restart_gateway, got 'kil'",
     ),
     ("name", "Kill Primary", "name: expected a lower-case name (a-z, 0-9, _ -), got 'Kill Primary'"),
     ("description", _DELETE, "description: required field missing (expected a non-empty string)"),
@@ -123,7 +123,7 @@ BROKEN = [
     (
         "load.colour",
         "red",
-        "load.colour: unknown field (known: users, spawn_rate, user_class, tags, noisy_clients)",
+        "load.colour: unknown field (known: users, spawn_rate, user_class, tags, noisy_clients, model)",
     ),
     ("fault.duration_s", -1, "fault.duration_s: expected a number > 0, got -1"),
     ("fault.target", {"group": "inference"}, "fault.target.service: required field missing"),

@@ -221,6 +221,29 @@ def test_shared_provider_keys_are_listed_once_in_env() -> None:
     assert premium["model_info"]["output_cost_per_token"] == 6e-7
 
 
+def test_groups_carry_tier_and_prices_for_the_spend_guard() -> None:
+    eps = {"vllm": [vllm("starlord", "10.0.0.2")], "llamacpp": [llamacpp("thanos", "10.0.0.4")]}
+    providers = {"openrouter": {"api_keys": [SECRETS[0]]}}  # no gemini key: its group is dropped
+    out = litellm_config(CATALOG, eps, settings(providers=providers))
+    assert out["groups"] == {
+        "swarm-chat": {"tier": "local"},
+        "swarm-chat-fallback": {"tier": "local"},
+        "dark-champion": {"tier": "premium", "input_cost_per_token": 2e-7, "output_cost_per_token": 6e-7},
+        "cydonia": {"tier": "specialized"},
+    }
+
+
+def test_a_provider_api_base_points_every_deployment_of_it_at_the_stand_in() -> None:
+    base = "http://172.30.57.1:18100/v1beta"
+    providers = {
+        "openrouter": {"api_keys": [SECRETS[0]]},
+        "gemini": {"api_keys": SECRETS[1:], "api_base": base},
+    }
+    config = litellm_config(CATALOG, {}, settings(providers=providers))["config"]
+    assert [d["litellm_params"].get("api_base") for d in deployments(config, "gemini-flash")] == [base, base]
+    assert "api_base" not in deployments(config, "dark-champion")[0]["litellm_params"]
+
+
 def test_local_deployments_are_marked_for_the_engine_guard() -> None:
     eps = {"vllm": [vllm("starlord", "10.0.0.2")], "llamacpp": [llamacpp("thanos", "10.0.0.4")]}
     config = litellm_config(CATALOG, eps, settings())["config"]

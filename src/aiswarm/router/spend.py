@@ -430,10 +430,16 @@ class SpendGuard:
         return cls(SpendConfig.load(path)) if path else None
 
     def record(self, kwargs: Mapping[str, Any], response: Any) -> Entry:
-        """Account for one successful call: ledger line and counters."""
+        """Account for one successful call: ledger line and counters, for calls that cost something.
+
+        Local and free calls are not written: at the design's 100 requests a second a line per
+        call would grow the ledger by about 50 GB a month, and they add nothing to any budget
+        (their traffic is counted by LiteLLM's and the router's own metrics)."""
         entry = entry_from_call(kwargs, response, self.config, self.clock())
+        if entry.usd <= 0:
+            return entry
         self.ledger.append(entry)
-        if _SPEND is not None and _KEY_SPEND is not None and entry.usd > 0:
+        if _SPEND is not None and _KEY_SPEND is not None:
             _SPEND.labels(tier=entry.tier, model_group=entry.group).inc(entry.usd)
             _KEY_SPEND.labels(key=entry.key).inc(entry.usd)
         return entry
@@ -453,7 +459,7 @@ class SpendGuard:
 
 
 def render(totals: Totals, states: Sequence[BudgetState]) -> str:
-    rows = [f"spend of {totals.month}: ${totals.usd:.6f} over {totals.requests} requests"]
+    rows = [f"spend of {totals.month}: ${totals.usd:.6f} over {totals.requests} paid requests"]
     for title, table in (
         ("tier", totals.by_tier),
         ("model group", totals.by_group),

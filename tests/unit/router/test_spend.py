@@ -247,7 +247,7 @@ def test_cli_prints_the_months_spend_per_tier_group_and_key(
     ledger.append(entry_from_call(kwargs, None, cfg, MID_JUNE))
     assert spend.main(["--config", str(path), "--month", "2026-06"]) == 0
     text = capsys.readouterr().out
-    assert "spend of 2026-06: $1.250000 over 1 requests" in text
+    assert "spend of 2026-06: $1.250000 over 1 paid requests" in text
     assert "premium" in text and "hermes" in text and key_id(KEY) in text and KEY not in text
     assert "budget premium: $1.250000 of $1.00" in text and "OVERRUN, STOPPED" in text
     assert spend.main(["--config", str(path), "--month", "2026-06", "--json"]) == 0
@@ -256,3 +256,14 @@ def test_cli_prints_the_months_spend_per_tier_group_and_key(
     assert spend.main(["--config", str(tmp_path / "none.json")]) == 2
     with pytest.raises(SystemExit):
         spend.main(["--config", str(path), "--month", "June"])
+
+
+def test_calls_that_cost_nothing_are_not_written(tmp_path: Path) -> None:
+    guard = SpendGuard(config(tmp_path, swarm=1.0), clock=lambda: MID_JUNE)
+    for group in ("swarm-chat", "gemini-flash", "cydonia"):
+        assert guard.record(call(group), None).usd == 0.0
+    assert not list((tmp_path / "ledger").glob("*")) or all(
+        f.stat().st_size == 0 for f in (tmp_path / "ledger").iterdir()
+    )
+    guard.record(call("hermes", response_cost=0.25), None)
+    assert guard.ledger.totals(MID_JUNE).requests == 1

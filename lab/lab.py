@@ -5,6 +5,13 @@ hosts of inventories/lab, on a private Docker network, provisioned by site.yml.
     lab/lab.py status                show the nodes and their systemd state
     lab/lab.py down [--image]        remove the nodes and the network (and the image)
 
+Stand-in cloud providers: for each entry of the inventory's `lab_standins` ({name: {port,
+keys}}), `up` runs the reference backend (`aiswarm_loadtest.refbackend`, a test instrument) on
+this machine's address on the lab network (`lab_host_address`), with keys generated into
+inventories/lab/.secrets/standin_<name>_key<i> (the files the inventory's password lookups
+read); the gateway's cloud tiers point at them (`litellm_cloud_standins`). No request ever
+leaves for a real provider. `down` stops them.
+
 The inventory is the single source of truth: node names, addresses, the network and the
 published ports come from it (`ansible-inventory --list`), so adding a host to a group and
 running `up` again adds a node.
@@ -15,10 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets as secrets_module
 import shutil
+import signal
+import string
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,11 +93,20 @@ class Node:
 
 
 @dataclass(frozen=True)
+class Standin:
+    name: str
+    address: str
+    port: int
+    keys: int
+
+
+@dataclass(frozen=True)
 class Lab:
     network: str
     subnet: str
     image: str
     nodes: tuple[Node, ...]
+    standins: tuple[Standin, ...] = ()
 
 
 def _bin(name: str) -> str:
@@ -141,7 +161,32 @@ def load_lab(inventory: Path = INVENTORY) -> Lab:
                 f"inventories/lab: lab_published_ports of host {host}: expected a list of port numbers"
             )
         nodes.append(Node(host, f"{prefix}{host}", address, tuple(ports), image))
-    return Lab(network, subnet, image, tuple(nodes))
+    return Lab(network, subnet, image, tuple(nodes), _standins(hostvars.get(first, {})))
+
+
+def _standins(hostvars: dict) -> tuple[Standin, ...]:
+    """`lab_standins` ({name: {port, keys}}) on `lab_host_address`, checked."""
+    entries = hostvars.get("lab_standins") or {}
+    if not entries:
+        return ()
+    address = hostvars.get("lab_host_address")
+    if not isinstance(address, str) or not address:
+        raise LabError(
+            "inventories/lab: lab_host_address: expected this machine's address on the lab network"
+        )
+    if not isinstance(entries, dict):
+        raise LabError(f"inventories/lab: lab_standins: expected {{name: {{port, keys}}}}, got {entries!r}")
+    standins = []
+    for name, spec in sorted(entries.items()):
+        port, keys = (spec or {}).get("port"), (spec or {}).get("keys", 1)
+        if not isinstance(port, int) or not 1024 < port < 65536:
+            raise LabError(
+                f"inventories/lab: lab_standins.{name}.port: expected a port above 1024, got {port!r}"
+            )
+        if not isinstance(keys, int) or not 1 <= keys <= 8:
+            raise LabError(f"inventories/lab: lab_standins.{name}.keys: expected 1 to 8 keys, got {keys!r}")
+        standins.append(Standin(str(name), address, port, keys))
+    return tuple(standins)
 
 
 def _group_hosts(data: dict, group: str) -> set[str]:
@@ -249,6 +294,75 @@ def provision(extra: list[str]) -> int:
     return code
 
 
+SECRETS = INVENTORY.parent / ".secrets"
+STATE = ROOT / "lab" / ".state"
+
+
+def standin_keys(standin: Standin, secrets: Path = SECRETS) -> list[str]:
+    """The stand-in's test keys, generated once (32 letters and digits, as the inventory's
+    password lookups make them) and reused."""
+    keys = []
+    secrets.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for index in range(standin.keys):
+        path = secrets / f"standin_{standin.name}_key{index}"
+        if not path.exists():
+            alphabet = string.ascii_letters + string.digits
+            path.write_text("".join(secrets_module.choice(alphabet) for _char in range(32)) + "\n")
+            path.chmod(0o600)
+        keys.append(path.read_text().split()[0])
+    return keys
+
+
+def _health(standin: Standin, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(
+            f"http://{standin.address}:{standin.port}/health", timeout=timeout
+        ) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def start_standins(lab: Lab, state: Path = STATE) -> None:
+    """Run each stand-in in the background (a session of its own), unless it already answers."""
+    state.mkdir(parents=True, exist_ok=True)
+    for standin in lab.standins:
+        if _health(standin):
+            continue
+        keys_file = state / f"standin-{standin.name}.keys"
+        keys_file.write_text("\n".join(standin_keys(standin)) + "\n")
+        keys_file.chmod(0o600)
+        argv = [
+            sys.executable, "-m", "aiswarm_loadtest.refbackend", "--host", standin.address,
+            "--port", str(standin.port), "--name", f"standin-{standin.name}", "--model", standin.name,
+            "--keys-file", str(keys_file),
+        ]  # fmt: skip
+        with (state / f"standin-{standin.name}.log").open("ab") as log:
+            proc = subprocess.Popen(  # the project's own module, fixed arguments
+                argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+        (state / f"standin-{standin.name}.pid").write_text(f"{proc.pid}\n")
+        deadline = time.monotonic() + 15
+        while not _health(standin):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise LabError(
+                    f"stand-in {standin.name} did not answer on {standin.address}:{standin.port}; "
+                    f"see {state / f'standin-{standin.name}.log'}"
+                )
+            time.sleep(0.2)
+        print(f"lab: stand-in {standin.name} (reference backend) on {standin.address}:{standin.port}")
+
+
+def stop_standins(state: Path = STATE) -> None:
+    for pid_file in sorted(state.glob("standin-*.pid")):
+        try:
+            os.killpg(int(pid_file.read_text().strip()), signal.SIGTERM)
+            print(f"lab: stopped {pid_file.stem}")
+        except (ProcessLookupError, ValueError):
+            pass
+        pid_file.unlink()
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     check_engine()
     lab = load_lab()
@@ -260,6 +374,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     for node in lab.nodes:
         print(f"lab: {node.host} systemd {wait_booted(node)}")
     print(f"lab: {len(lab.nodes)} nodes up in {time.monotonic() - started:.0f} s")
+    start_standins(lab)
     if args.no_provision:
         return 0
     return provision(args.ansible_args)
@@ -285,6 +400,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     check_engine()
+    stop_standins()
     names = run(["docker", "ps", "-aq", "--filter", f"label={LABEL}"]).stdout.split()
     if names:
         run(["docker", "rm", "--force", "--volumes", *names])

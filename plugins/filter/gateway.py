@@ -312,7 +312,9 @@ class _Builder:
             if entry.get(key) is not None
         }
         info.update(prices)
-        self.groups.setdefault(group, {"tier": entry["tier"], **prices})
+        self.groups.setdefault(group, {"tier": entry["tier"], **prices, "models": []})
+        if params["model"] not in self.groups[group]["models"]:
+            self.groups[group]["models"].append(params["model"])
         self.model_list.append({"model_name": group, "litellm_params": params, "model_info": info})
 
     def local_key(self, endpoint: dict[str, Any], where: str) -> str:

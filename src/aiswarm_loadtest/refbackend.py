@@ -542,7 +542,8 @@ class ReferenceBackend:
         limit = payload.get("max_tokens") or payload.get("max_completion_tokens")
         generation = payload.get("generationConfig")
         if limit is None and isinstance(generation, dict):
-            limit = generation.get("maxOutputTokens")
+            # Google's JSON takes either spelling; LiteLLM 1.108.7 sends max_output_tokens.
+            limit = generation.get("maxOutputTokens", generation.get("max_output_tokens"))
         return min(self.config.tokens, limit) if isinstance(limit, int) and limit > 0 else self.config.tokens
 
     async def _chat(

@@ -105,6 +105,9 @@ class Group:
     tier: str
     input_cost_per_token: float = 0.0
     output_cost_per_token: float = 0.0
+    # LiteLLM's model names of the group's deployments ("gemini/gemini-2.5-flash"): calls that
+    # carry no group name, such as LiteLLM's background health checks, are found by them.
+    models: tuple[str, ...] = ()
 
     @property
     def paid(self) -> bool:
@@ -163,13 +166,26 @@ class SpendConfig:
                 for key in ("input_cost_per_token", "output_cost_per_token")
                 if info.get(key) is not None
             }
-            parsed[str(name)] = Group(info["tier"], **prices)
+            models = info.get("models") or []
+            if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
+                raise SpendError(f"{where}.models: expected a list of LiteLLM model names, got {models!r}")
+            parsed[str(name)] = Group(info["tier"], **prices, models=tuple(models))
         return cls(
             ledger_dir=Path(data["ledger_dir"]),
             groups=parsed,
             budgets={s: _number(v, f"{source}.budgets_usd.{s}", positive=True) for s, v in budgets.items()},
             overrun_ratio=_number(data.get("overrun_ratio", 1.2), f"{source}.overrun_ratio", positive=True),
         )
+
+    def find(self, name: str) -> tuple[str, Group | None]:
+        """The group called `name`, else the group one of whose models is `name` (with or without
+        its provider prefix): (group name, group), or (name, None)."""
+        if name in self.groups:
+            return name, self.groups[name]
+        for group, info in self.groups.items():
+            if any(name in (model, model.split("/", maxsplit=1)[-1]) for model in info.models):
+                return group, info
+        return name, None
 
     @classmethod
     def load(cls, path: str | Path) -> SpendConfig:
@@ -255,7 +271,7 @@ def entry_from_call(kwargs: Mapping[str, Any], response: Any, config: SpendConfi
     route = _mapping(metadata.get("aiswarm_route")).get("tier") or "passthrough"
     cost = kwargs.get("response_cost", slo.get("response_cost"))
     cost = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) and cost > 0 else 0.0
-    info = config.groups.get(group)
+    group, info = config.find(group)
     if slo.get("cache_hit") is True:
         usd = 0.0
     elif info is None:

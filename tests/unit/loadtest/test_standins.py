@@ -47,9 +47,10 @@ def sse_events(text: str) -> list[dict]:
     return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
 
 
-def test_gemini_generate_content_in_googles_shape() -> None:
+@pytest.mark.parametrize("spelling", ["maxOutputTokens", "max_output_tokens"])  # LiteLLM sends the second
+def test_gemini_generate_content_in_googles_shape(spelling: str) -> None:
     with serve(BackendConfig(keys=KEYS, **FAST)) as url, httpx.Client(base_url=url, timeout=5) as client:
-        response = gemini(client, KEYS[1], generationConfig={"maxOutputTokens": 3})
+        response = gemini(client, KEYS[1], generationConfig={spelling: 3})
     assert response.status_code == 200
     assert response.headers["x-aiswarm-standin"] == "gemini" and response.headers["x-aiswarm-key"] == "1"
     body = response.json()

@@ -28,7 +28,7 @@ from aiswarm.router.spend import (
 
 GROUPS = {
     "swarm-chat": {"tier": "local"},
-    "gemini-flash": {"tier": "free"},
+    "gemini-flash": {"tier": "free", "models": ["gemini/gemini-2.5-flash"]},
     "hermes": {"tier": "premium", "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6},
     "rocinante": {"tier": "specialized", "input_cost_per_token": 1e-7, "output_cost_per_token": 1e-7},
     "cydonia": {"tier": "specialized"},
@@ -267,3 +267,14 @@ def test_calls_that_cost_nothing_are_not_written(tmp_path: Path) -> None:
     )
     guard.record(call("hermes", response_cost=0.25), None)
     assert guard.ledger.totals(MID_JUNE).requests == 1
+
+
+def test_a_call_named_by_its_model_not_its_group_is_priced_by_the_group(tmp_path: Path) -> None:
+    """LiteLLM's background health checks log the provider's model name ("gemini-2.5-flash") as
+    the group: the catalog's free tier still applies, not LiteLLM's price map."""
+    entry = entry_from_call(call("gemini-2.5-flash", response_cost=0.00016), None, config(tmp_path), MID_JUNE)
+    assert (entry.group, entry.tier, entry.usd) == ("gemini-flash", "free", 0.0)
+    with pytest.raises(SpendError, match=r"spend.groups.x.models: expected a list of LiteLLM model names"):
+        SpendConfig.from_mapping(
+            {"ledger_dir": "/l", "groups": {"x": {"tier": "free", "models": "gemini/x"}}}
+        )

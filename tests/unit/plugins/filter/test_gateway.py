@@ -226,11 +226,14 @@ def test_groups_carry_tier_and_prices_for_the_spend_guard() -> None:
     providers = {"openrouter": {"api_keys": [SECRETS[0]]}}  # no gemini key: its group is dropped
     out = litellm_config(CATALOG, eps, settings(providers=providers))
     assert out["groups"] == {
-        "swarm-chat": {"tier": "local"},
-        "swarm-chat-fallback": {"tier": "local"},
-        "dark-champion": {"tier": "premium", "input_cost_per_token": 2e-7, "output_cost_per_token": 6e-7},
-        "cydonia": {"tier": "specialized"},
-    }
+        "swarm-chat": {"tier": "local", "models": ["hosted_vllm/swarm-chat"]},
+        "swarm-chat-fallback": {"tier": "local", "models": ["openai/swarm-chat"]},
+        "dark-champion": {
+            "tier": "premium", "input_cost_per_token": 2e-7, "output_cost_per_token": 6e-7,
+            "models": ["openrouter/dark-champion"],
+        },
+        "cydonia": {"tier": "specialized", "models": ["openrouter/cydonia-22b"]},
+    }  # fmt: skip
 
 
 def test_a_provider_api_base_points_every_deployment_of_it_at_the_stand_in() -> None:

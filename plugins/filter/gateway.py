@@ -522,8 +522,19 @@ def litellm_config(catalog: Any, endpoints: Any, settings: Any = None) -> dict[s
     }
     # A local group with somewhere to fall back to does not retry its own engines: LiteLLM never
     # cools a deployment down for a refused connection (APIConnectionError), so every retry of a
-    # dead engine would be paid again by every request. Its fallback chain is the retry.
-    retry_groups = sorted(name for entry in fallbacks for name in entry)
+    # dead engine would be paid again by every request. Its fallback chain is the retry. The
+    # same holds for a local group inside a chain with more after it (swarm-chat-fallback before
+    # the cloud tiers): with both engines down, its retries of a group with no deployment left
+    # cost each request about 5 s before the cloud tier was tried (seen in the lab).
+    retry_groups = sorted(
+        {
+            name
+            for entry in fallbacks
+            for group, chain in entry.items()
+            for name in [group, *chain][:-1]
+            if b.groups.get(name, {}).get("tier") == "local"
+        }
+    )
     if retry_groups:
         router["model_group_retry_policy"] = {
             name: {"DefaultRetries": conf["local_num_retries"]} for name in retry_groups

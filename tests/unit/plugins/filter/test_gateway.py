@@ -121,12 +121,18 @@ def test_one_inference_and_one_worker() -> None:
 def test_local_groups_with_a_fallback_do_not_retry_their_engines() -> None:
     eps = {"vllm": [vllm("starlord", "172.30.57.11")], "llamacpp": [llamacpp("thanos", "172.30.57.12")]}
     router = litellm_config(CATALOG, eps, settings())["config"]["router_settings"]
-    # Only the primary group has a chain; the cloud groups keep the router-wide num_retries.
-    assert router["model_group_retry_policy"] == {"swarm-chat": {"DefaultRetries": 0}}
+    # The local groups with something after them in the chain (the primary, and its fallback
+    # group before the cloud tiers) do not retry; the cloud groups keep the router-wide num_retries.
+    assert router["fallbacks"][0]["swarm-chat"][0] == "swarm-chat-fallback"
+    assert router["model_group_retry_policy"] == {
+        "swarm-chat": {"DefaultRetries": 0}, "swarm-chat-fallback": {"DefaultRetries": 0},
+    }  # fmt: skip
     # A hung engine times out; the explicit policy is what makes LiteLLM count those and cool down.
     assert router["allowed_fails_policy"] == {"TimeoutErrorAllowedFails": 2}
     router = litellm_config(CATALOG, eps, settings(local_num_retries=2))["config"]["router_settings"]
-    assert router["model_group_retry_policy"] == {"swarm-chat": {"DefaultRetries": 2}}
+    assert router["model_group_retry_policy"] == {
+        "swarm-chat": {"DefaultRetries": 2}, "swarm-chat-fallback": {"DefaultRetries": 2},
+    }  # fmt: skip
 
 
 def test_a_local_group_with_nowhere_to_go_keeps_its_retries() -> None:

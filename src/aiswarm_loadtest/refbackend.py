@@ -176,7 +176,7 @@ class StandinState:
     def reset(self) -> None:
         self.outage = self.config.outage
         self.keys = [
-            KeyState(self.config.quota, self.config.quota_window_s) for _ in self.config.accepted_keys
+            KeyState(self.config.quota, self.config.quota_window_s) for _key in self.config.accepted_keys
         ]
 
     def position(self, key: str | None) -> int | None:

@@ -65,7 +65,7 @@ def test_gemini_generate_content_in_googles_shape(spelling: str) -> None:
 def test_gemini_stream_is_sse_with_usage_on_the_last_event_and_no_done() -> None:
     with serve(BackendConfig(keys=KEYS, **FAST)) as url, httpx.Client(base_url=url, timeout=5) as client:
         response = gemini(client, KEYS[0], GEMINI_STREAM)
-        plain = gemini(client, KEYS[0], GEMINI_STREAM.split("?")[0])
+        plain = gemini(client, KEYS[0], GEMINI_STREAM.split("?", maxsplit=1)[0])
         by_query = client.post(f"{GEMINI}?key={KEYS[1]}", json={"contents": []})
     assert response.status_code == 200 and response.headers["content-type"] == "text/event-stream"
     events = sse_events(response.text)
@@ -103,7 +103,7 @@ def test_an_unknown_key_is_refused_in_each_providers_shape() -> None:
 def test_quota_per_key_gives_429_with_retry_after_and_leaves_other_keys_alone() -> None:
     config = BackendConfig(keys=KEYS, quota=2, quota_window_s=30, **FAST)
     with serve(config) as url, httpx.Client(base_url=url, timeout=5) as client:
-        statuses = [gemini(client, KEYS[0]).status_code for _ in range(2)]
+        statuses = [gemini(client, KEYS[0]).status_code for _attempt in range(2)]
         refused = gemini(client, KEYS[0])
         other = gemini(client, KEYS[1])
         refused_openai = openrouter(client, KEYS[0])

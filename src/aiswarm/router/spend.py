@@ -415,11 +415,16 @@ def blocked_groups(states: Sequence[BudgetState], config: SpendConfig, month: st
     for state in states:
         if not state.stopped:
             continue
-        why = f"the {state.scope} budget of ${state.budget:.2f} for {month} is spent (${state.spent:.2f})"
+        why = f"the {state.scope} budget of {usd(state.budget)} for {month} is spent ({usd(state.spent)})"
         for name, group in config.groups.items():
             if group.paid and (state.scope == "swarm" or group.tier == state.scope):
                 blocked.setdefault(name, why)
     return blocked
+
+
+def usd(value: float) -> str:
+    """Dollars for people: cents from a cent up, six decimals below (a lab's tiny budgets)."""
+    return f"${value:,.2f}" if value >= 0.01 else f"${value:.6f}"
 
 
 def stop_message(group: str, why: str) -> str:

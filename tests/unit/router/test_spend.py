@@ -278,3 +278,8 @@ def test_a_call_named_by_its_model_not_its_group_is_priced_by_the_group(tmp_path
         SpendConfig.from_mapping(
             {"ledger_dir": "/l", "groups": {"x": {"tier": "free", "models": "gemini/x"}}}
         )
+
+
+@pytest.mark.parametrize(("value", "text"), [(15.0, "$15.00"), (1234.5, "$1,234.50"), (0.0005, "$0.000500")])
+def test_dollars_keep_a_tiny_budget_readable(value: float, text: str) -> None:
+    assert spend.usd(value) == text

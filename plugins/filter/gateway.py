@@ -28,6 +28,7 @@ LiteLLM keys used here were checked against the LiteLLM docs (docs.litellm.ai):
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -526,18 +527,21 @@ def litellm_config(catalog: Any, endpoints: Any, settings: Any = None) -> dict[s
     # same holds for a local group inside a chain with more after it (swarm-chat-fallback before
     # the cloud tiers): with both engines down, its retries of a group with no deployment left
     # cost each request about 5 s before the cloud tier was tried (seen in the lab).
-    retry_groups = sorted(
-        {
-            name
-            for entry in fallbacks
-            for group, chain in entry.items()
-            for name in [group, *chain][:-1]
-            if b.groups.get(name, {}).get("tier") == "local"
-        }
-    )
-    if retry_groups:
+    # A cloud group with one deployment (one key) and more after it in a chain does not retry
+    # either: LiteLLM would ask the same key again after a back-off (seconds, or the provider's
+    # Retry-After); with every tier out, those waits held each request for up to 57 s (lab).
+    # A group with several keys keeps its retries: each retry may draw another key.
+    deployments = Counter(m["model_name"] for m in b.model_list)
+    not_retried = {
+        name: conf["local_num_retries"] if b.groups.get(name, {}).get("tier") == "local" else 0
+        for entry in fallbacks
+        for group, chain in entry.items()
+        for name in [group, *chain][:-1]
+        if b.groups.get(name, {}).get("tier") == "local" or deployments[name] == 1
+    }
+    if not_retried:
         router["model_group_retry_policy"] = {
-            name: {"DefaultRetries": conf["local_num_retries"]} for name in retry_groups
+            name: {"DefaultRetries": not_retried[name]} for name in sorted(not_retried)
         }
     litellm: dict[str, Any] = {
         "drop_params": True,

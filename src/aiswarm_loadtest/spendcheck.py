@@ -42,7 +42,7 @@ def spend_gauges(metrics: str, scope: str) -> dict[str, float]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m aiswarm_loadtest.spendcheck", description=__doc__.split("\n\n")[0]
+        prog="python -m aiswarm_loadtest.spendcheck", description=__doc__.split("\n\n", maxsplit=1)[0]
     )
     parser.add_argument(
         "--gateway", default="http://127.0.0.1:4000", help="the gateway (default %(default)s)"

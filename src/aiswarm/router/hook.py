@@ -107,6 +107,8 @@ class CostRouter(CustomLogger):
         parent_otel_span: Any = None,
     ) -> list:
         """A fallback into a stopped paid group fails with the budget named (the router tries the next)."""
+        if self.spend is None or not self.spend.may_stop(model):
+            return healthy_deployments  # the ledger is read only for a group a budget could stop
         blocked = self._blocked()
         if model in blocked:
             raise litellm.RateLimitError(

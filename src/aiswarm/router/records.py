@@ -60,17 +60,21 @@ class CallRecord:
         return json.dumps(asdict(self), sort_keys=True)
 
 
-def _int(value: Any) -> int:
+def token_count(value: Any) -> int:
+    """A token count as LiteLLM reports it; anything but a whole number >= 0 counts as 0."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
-def _usage(response: Any) -> tuple[int, int]:
+def usage_tokens(response: Any) -> tuple[int, int]:
+    """(prompt, completion) tokens of a response's usage, a mapping or an object; (0, 0) without one."""
     usage = response.get("usage") if isinstance(response, Mapping) else getattr(response, "usage", None)
     if usage is None:
         return 0, 0
     if isinstance(usage, Mapping):
-        return _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
-    return _int(getattr(usage, "prompt_tokens", 0)), _int(getattr(usage, "completion_tokens", 0))
+        return token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens"))
+    return token_count(getattr(usage, "prompt_tokens", 0)), token_count(
+        getattr(usage, "completion_tokens", 0)
+    )
 
 
 def record_from_call(kwargs: Mapping[str, Any], response: Any) -> CallRecord:
@@ -80,7 +84,7 @@ def record_from_call(kwargs: Mapping[str, Any], response: Any) -> CallRecord:
     metadata = metadata if isinstance(metadata, Mapping) else {}
     route = metadata.get(METADATA_KEY)
     route = route if isinstance(route, Mapping) else {}
-    prompt_tokens, completion_tokens = _usage(response)
+    prompt_tokens, completion_tokens = usage_tokens(response)
     cost = kwargs.get("response_cost")
     return CallRecord(
         request_id=str(kwargs.get("litellm_call_id") or ""),

@@ -63,6 +63,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aiswarm.router.records import token_count, usage_tokens
+
 try:
     from prometheus_client import Counter, Gauge
 
@@ -242,17 +244,6 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
-def _usage(response: Any) -> tuple[int, int]:
-    usage = response.get("usage") if isinstance(response, Mapping) else getattr(response, "usage", None)
-    if isinstance(usage, Mapping):
-        return _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
-    return _count(getattr(usage, "prompt_tokens", 0)), _count(getattr(usage, "completion_tokens", 0))
-
-
 def entry_from_call(kwargs: Mapping[str, Any], response: Any, config: SpendConfig, now: float) -> Entry:
     """A ledger entry from LiteLLM's success-callback arguments (see the module docstring for prices).
 
@@ -264,9 +255,9 @@ def entry_from_call(kwargs: Mapping[str, Any], response: Any, config: SpendConfi
     metadata = _mapping(_mapping(kwargs.get("litellm_params")).get("metadata"))
     group = str(slo.get("model_group") or metadata.get("model_group") or kwargs.get("model") or "")
     deployment = str(slo.get("model_id") or _mapping(metadata.get("model_info")).get("id") or "")
-    prompt, completion = _count(slo.get("prompt_tokens")), _count(slo.get("completion_tokens"))
+    prompt, completion = token_count(slo.get("prompt_tokens")), token_count(slo.get("completion_tokens"))
     if not prompt and not completion:
-        prompt, completion = _usage(response)
+        prompt, completion = usage_tokens(response)
     key_hash = _mapping(slo.get("metadata")).get("user_api_key_hash") or metadata.get("user_api_key_hash")
     route = _mapping(metadata.get("aiswarm_route")).get("tier") or "passthrough"
     cost = kwargs.get("response_cost", slo.get("response_cost"))
@@ -351,9 +342,12 @@ class Ledger:
             os.close(fd)  # closing releases the lock
 
     def totals(self, now: float) -> Totals:
-        """The month of ``now`` so far, every worker's entries included: reads only what was appended
-        since the last call (a new month starts from an empty file)."""
-        month = month_of(now)
+        """The month of ``now`` so far, every worker's entries included (see `month_totals`)."""
+        return self.month_totals(month_of(now))
+
+    def month_totals(self, month: str) -> Totals:
+        """A month's totals: reads only what was appended since the last call for the same month
+        (another month starts again from the start of its file)."""
         if self._totals is None or self._totals.month != month:
             self._totals, self._offset = Totals(month), 0
         try:
@@ -368,20 +362,6 @@ class Ledger:
                 self._totals.add(_row(line, f"{self.path(month)} (from byte {self._offset}, line {number})"))
         self._offset += len(complete)
         return self._totals
-
-
-def read_month(directory: Path, month: str) -> Totals:
-    """One month's totals from a ledger folder (the CLI's view)."""
-    totals = Totals(month)
-    path = Ledger(directory).path(month)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return totals
-    for number, line in enumerate(lines, start=1):
-        if line.strip():
-            totals.add(_row(line, f"{path}:{number}"))
-    return totals
 
 
 @dataclass(frozen=True)
@@ -465,8 +445,16 @@ class SpendGuard:
             _KEY_SPEND.labels(key=entry.key).inc(entry.usd)
         return entry
 
+    def may_stop(self, group: str) -> bool:
+        """Whether a budget could stop `group`: one is set and the group is paid."""
+        info = self.config.groups.get(group)
+        return bool(self.config.budgets) and info is not None and info.paid
+
     def blocked(self) -> dict[str, str]:
-        """The paid groups stopped now (group -> reason); refreshes the ledger and the gauges."""
+        """The paid groups stopped now (group -> reason); refreshes the ledger and the gauges.
+        Without budgets nothing can be stopped, and the ledger is not read."""
+        if not self.config.budgets:
+            return {}
         now = self.clock()
         totals = self.ledger.totals(now)
         states = budget_states(totals, self.config, now)
@@ -516,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--month: expected YYYY-MM no later than this month, got {month!r}")
     try:
         config = SpendConfig.load(args.config)
-        totals = read_month(config.ledger_dir, month)
+        totals = Ledger(config.ledger_dir).month_totals(month)
     except (SpendError, OSError) as exc:
         print(f"spend: {exc}", file=sys.stderr)
         return 2

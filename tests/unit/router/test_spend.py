@@ -283,3 +283,16 @@ def test_a_call_named_by_its_model_not_its_group_is_priced_by_the_group(tmp_path
 @pytest.mark.parametrize(("value", "text"), [(15.0, "$15.00"), (1234.5, "$1,234.50"), (0.0005, "$0.000500")])
 def test_dollars_keep_a_tiny_budget_readable(value: float, text: str) -> None:
     assert spend.usd(value) == text
+
+
+def test_without_budgets_the_ledger_is_not_read_and_nothing_can_stop(tmp_path: Path) -> None:
+    guard = SpendGuard(config(tmp_path), clock=lambda: MID_JUNE)
+    guard.ledger.directory.mkdir(parents=True)
+    guard.ledger.path("2026-06").write_text("not json\n", encoding="utf-8")  # would raise if read
+    assert guard.blocked() == {}
+    assert not guard.may_stop("hermes")
+    budgeted = SpendGuard(config(tmp_path, premium=1.0), clock=lambda: MID_JUNE)
+    assert budgeted.may_stop("hermes") and budgeted.may_stop("rocinante")
+    assert not budgeted.may_stop("gemini-flash") and not budgeted.may_stop("swarm-chat")
+    with pytest.raises(SpendError, match="not JSON"):
+        budgeted.blocked()

@@ -57,6 +57,7 @@ for scenario in kill_primary_engine freeze_primary_engine; do
   "$venv/bin/python" -m aiswarm_loadtest.chaos run "loadtests/scenarios/$scenario.yaml" \
     --executor docker --gateway http://127.0.0.1:4000 --service inference_engine=vllm \
     --locust-arg=--model=swarm-chat --locust-arg=--max-tokens=16 --out "$logs/chaos-$scenario" ||
-    { echo "lab: the $scenario chaos scenario failed (see $logs/chaos-$scenario/summary.md)"; exit 1; }
+    { cat "$logs/chaos-$scenario/summary.md" 2>/dev/null
+      echo "lab: the $scenario chaos scenario failed (see $logs/chaos-$scenario/summary.md)"; exit 1; }
   cat "$logs/chaos-$scenario/summary.md"
 done

@@ -109,6 +109,10 @@ def _run(args: argparse.Namespace, services: dict[str, str]) -> int:
     except Exception as exc:
         print(f"aborted (faults rolled back): {exc}; report in {args.out}", file=sys.stderr)
         return EXIT_ABORTED
+    for gate in result.gates:
+        print(f"gate {gate.name}: {gate.detail}")
+    for note in result.notes:
+        print(f"note: {note}")
     print(f"{result.outcome}: report in {args.out / 'summary.md'}")
     codes = {"passed": EXIT_PASSED, "failed": EXIT_FAILED, "refused": EXIT_REFUSED}
     return codes.get(result.outcome, EXIT_ABORTED)

@@ -527,17 +527,20 @@ def litellm_config(catalog: Any, endpoints: Any, settings: Any = None) -> dict[s
     # same holds for a local group inside a chain with more after it (swarm-chat-fallback before
     # the cloud tiers): with both engines down, its retries of a group with no deployment left
     # cost each request about 5 s before the cloud tier was tried (seen in the lab).
-    # A cloud group with one deployment (one key) and more after it in a chain does not retry
-    # either: LiteLLM would ask the same key again after a back-off (seconds, or the provider's
-    # Retry-After); with every tier out, those waits held each request for up to 57 s (lab).
-    # A group with several keys keeps its retries: each retry may draw another key.
+    # A cloud group with one deployment (one key) anywhere in a chain, the last one included, does
+    # not retry either: LiteLLM would ask the same key again after a back-off (seconds, or the
+    # provider's Retry-After); with every tier out, those waits held each request for up to 57 s,
+    # and the last group's alone still cost each failed request 4-5 s (lab). The chain, or the
+    # client, is the retry. A group with several keys keeps its retries: each retry may draw
+    # another key (the quota rotation, aiswarm.gateway.quota, makes sure it does).
     deployments = Counter(m["model_name"] for m in b.model_list)
+    local = {name for name in deployments if b.groups.get(name, {}).get("tier") == "local"}
     not_retried = {
-        name: conf["local_num_retries"] if b.groups.get(name, {}).get("tier") == "local" else 0
+        name: conf["local_num_retries"] if name in local else 0
         for entry in fallbacks
         for group, chain in entry.items()
-        for name in [group, *chain][:-1]
-        if b.groups.get(name, {}).get("tier") == "local" or deployments[name] == 1
+        for position, name in enumerate([group, *chain])
+        if (name in local and position < len(chain)) or (name not in local and deployments[name] == 1)
     }
     if not_retried:
         router["model_group_retry_policy"] = {

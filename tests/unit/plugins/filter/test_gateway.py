@@ -124,12 +124,12 @@ def test_local_groups_with_a_fallback_do_not_retry_their_engines() -> None:
     # The local groups with something after them in the chain (the primary, and its fallback
     # group before the cloud tiers) do not retry; the cloud groups keep the router-wide num_retries.
     assert router["fallbacks"][0]["swarm-chat"][0] == "swarm-chat-fallback"
-    # So does a one-key cloud group with more after it (gemini-flash, before dark-champion): its
-    # retry would ask the same key again after a back-off.
+    # So does a one-key cloud group anywhere in the chain, the last one too (gemini-flash and
+    # dark-champion): its retry would ask the same key again after a back-off.
     assert router["fallbacks"][0]["swarm-chat"][1:] == ["gemini-flash", "dark-champion"]
     assert router["model_group_retry_policy"] == {
         "swarm-chat": {"DefaultRetries": 0}, "swarm-chat-fallback": {"DefaultRetries": 0},
-        "gemini-flash": {"DefaultRetries": 0},
+        "gemini-flash": {"DefaultRetries": 0}, "dark-champion": {"DefaultRetries": 0},
     }  # fmt: skip
     # With two keys its retries stay: each one may draw the other key.
     two_keys = settings(
@@ -142,7 +142,7 @@ def test_local_groups_with_a_fallback_do_not_retry_their_engines() -> None:
     router = litellm_config(CATALOG, eps, settings(local_num_retries=2))["config"]["router_settings"]
     assert router["model_group_retry_policy"] == {
         "swarm-chat": {"DefaultRetries": 2}, "swarm-chat-fallback": {"DefaultRetries": 2},
-        "gemini-flash": {"DefaultRetries": 0},
+        "gemini-flash": {"DefaultRetries": 0}, "dark-champion": {"DefaultRetries": 0},
     }  # fmt: skip
 
 

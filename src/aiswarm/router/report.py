@@ -8,9 +8,10 @@
 Records come from the hook's decisions log (JSONL) or from LiteLLM's ``GET /spend/logs`` (needs
 the gateway's database; the master key is read from ``$LITELLM_MASTER_KEY`` or ``--key-env``).
 Prices per token come from the ``model_info`` of the gateway's config.yaml. A call's actual cost
-is the spend LiteLLM recorded, else its model group's price times its tokens (a group without a
-price, such as the local engines, costs 0). The baseline prices every call's tokens at the
-baseline model's price.
+is its model group's price in the config times its tokens (a group without a price, such as
+the local engines and the free tiers, costs 0); ``--recorded-spend`` takes the spend LiteLLM
+recorded instead, which prices free tiers at the provider's paid API rate. The baseline prices
+every call's tokens at the baseline model's price.
 """
 
 from __future__ import annotations
@@ -78,8 +79,17 @@ def prices_from_config(config: Mapping[str, Any]) -> dict[str, Price]:
     return prices
 
 
-def build_report(records: Iterable[CallRecord], prices: Mapping[str, Price], baseline_model: str) -> Report:
-    """Sum actual and all-baseline costs per tier and in total."""
+def build_report(
+    records: Iterable[CallRecord], prices: Mapping[str, Price], baseline_model: str, *, recorded: bool = False
+) -> Report:
+    """Sum actual and all-baseline costs per tier and in total.
+
+    A call to a group the config lists is priced from the config (the catalog's prices, the
+    spend guard's too): a free tier costs 0 even though LiteLLM's cost map prices its model at
+    the provider's paid API rate (gemini-2.5-flash: LiteLLM recorded $0.018 for 424 calls of
+    the lab's batch tier that cost nothing on Gemini's free tier). With `recorded`, the spend
+    LiteLLM recorded wins wherever there is one. A group the config does not list costs what
+    LiteLLM recorded, else 0."""
     if baseline_model not in prices:
         raise ReportError(
             f"--baseline-model: '{baseline_model}' has no price in the config; known: {sorted(prices)}"
@@ -87,11 +97,13 @@ def build_report(records: Iterable[CallRecord], prices: Mapping[str, Price], bas
     baseline_price = prices[baseline_model]
     report = Report(baseline_model)
     for record in records:
-        actual = (
-            record.spend
-            if record.spend is not None
-            else prices.get(record.model_group, Price()).cost(record.prompt_tokens, record.completion_tokens)
-        )
+        listed = record.model_group in prices
+        if record.spend is not None and (recorded or not listed):
+            actual = record.spend
+        else:
+            actual = prices.get(record.model_group, Price()).cost(
+                record.prompt_tokens, record.completion_tokens
+            )
         baseline = baseline_price.cost(record.prompt_tokens, record.completion_tokens)
         for line in (report.by_tier.setdefault(record.tier, Line()), report.total):
             line.requests += 1
@@ -202,6 +214,12 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--config", type=Path, required=True, help="the gateway's config.yaml (prices)")
     parser.add_argument("--baseline-model", required=True, help="premium model group every call is priced at")
+    parser.add_argument(
+        "--recorded-spend",
+        action="store_true",
+        help="price calls at the spend LiteLLM recorded, not at the config's prices "
+        "(free tiers at paid API rates)",
+    )
     parser.add_argument("--key-env", default="LITELLM_MASTER_KEY", help="variable holding the master key")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser.parse_args(argv)
@@ -226,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not key:
                 raise ReportError(f"--key-env: ${args.key_env} is empty; export the gateway's master key")
             records = records_from_spend_logs(fetch_spend_logs(args.spend_logs, key))
-        report = build_report(records, prices, args.baseline_model)
+        report = build_report(records, prices, args.baseline_model, recorded=args.recorded_spend)
     except (ReportError, OSError) as exc:
         print(f"report: {exc}", file=sys.stderr)
         return 2

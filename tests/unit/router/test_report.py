@@ -53,9 +53,9 @@ def test_report_arithmetic() -> None:
     records = [
         rec("swarm-chat", "simple", 1000, 1000),  # local: free; baseline 1000*1e-6 + 1000*2e-6 = 0.003
         rec("gemini-flash", "simple", 1000, 500),  # 1e-4 + 2e-4 = 3e-4; baseline 0.002
-        rec("hermes-405b", "complex", 500, 500, spend=0.01),  # recorded spend wins; baseline 0.0015
+        rec("hermes-405b", "complex", 500, 500, spend=0.01),  # recorded spend wins here; baseline 0.0015
     ]
-    report = build_report(records, PRICES, "hermes-405b")
+    report = build_report(records, PRICES, "hermes-405b", recorded=True)
     assert report.total.requests == 3
     assert report.total.actual == pytest.approx(0.0103)
     assert report.total.baseline == pytest.approx(0.0065)
@@ -63,6 +63,19 @@ def test_report_arithmetic() -> None:
     assert report.by_tier["simple"].baseline == pytest.approx(0.005)
     assert report.by_tier["complex"].prompt_tokens == 500
     assert report.savings == pytest.approx(1 - 0.0103 / 0.0065)
+
+
+def test_listed_groups_are_priced_from_the_config_not_from_litellms_cost_map() -> None:
+    """A free tier LiteLLM priced at the provider's paid rate costs 0; an unlisted group costs its spend."""
+    records = [
+        rec("swarm-chat", "research", 1000, 1000, spend=0.5),  # listed, no price: 0
+        rec("hermes-405b", "complex", 500, 500, spend=0.01),  # listed: 500*1e-6 + 500*2e-6 = 0.0015
+        rec("not-in-config", "simple", 10, 10, spend=0.002),
+    ]
+    report = build_report(records, PRICES, "hermes-405b")
+    assert report.by_tier["research"].actual == 0
+    assert report.by_tier["complex"].actual == pytest.approx(0.0015)
+    assert report.by_tier["simple"].actual == pytest.approx(0.002)
 
 
 def test_all_local_workload_saves_everything() -> None:
@@ -173,11 +186,13 @@ def test_main_reads_the_spend_logs_api(
         "--baseline-model",
         "hermes-405b",
     ]
-    assert main([*args, "--json"]) == 0
+    assert main([*args, "--json", "--recorded-spend"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["total"]["actual"] == pytest.approx(0.001)
     assert out["total"]["baseline"] == pytest.approx(3e-4)
     assert out["by_tier"]["simple"]["requests"] == 1
+    assert main([*args, "--json"]) == 0  # priced from the config: 100 * 1e-7 + 50 * 4e-7 (gemini-flash)
+    assert json.loads(capsys.readouterr().out)["total"]["actual"] == pytest.approx(5e-5)
 
 
 def test_main_text_report_from_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -72,13 +72,17 @@ def test_open_loop_rate_and_other_users(backend: str, tmp_path: Path) -> None:
     rate = _start(
         "chat_rate.py", backend, tmp_path / "rate", "--target-rps", "50", "--slo-min-rps", "40", seconds=4
     )
-    others = _start("", backend, tmp_path / "mix", "ChatUser", "EmbeddingsUser", "LongContextUser", seconds=3)
+    others = _start(
+        "", backend, tmp_path / "mix", "ChatUser", "EmbeddingsUser", "LongContextUser", "SwarmAutoUser", seconds=3
+    )
     (code_rate, out_rate), (code_mix, out_mix) = _finish(rate), _finish(others)
     assert code_rate == 0, out_rate
     assert "request rate" in out_rate
     assert code_mix == 0, out_mix
     kinds = {r.kind for r in load_run(tmp_path / "mix")}
-    assert kinds == {"chat", "embeddings", "long_context"}
+    assert {"chat", "embeddings", "long_context", "auto_simple"} <= kinds, kinds
+    auto = {"auto_simple", "auto_batch", "auto_research", "auto_complex", "auto_roleplay"}
+    assert kinds <= {"chat", "embeddings", "long_context"} | auto, kinds
 
 
 def _free_port() -> int:

@@ -396,7 +396,7 @@ class QuotaRotation(CustomLogger):
         report = list(request.outcomes.items()) if request is not None else []
         if len(report) < 2:
             return None
-        quota_only = all("quota" in said for _, said in report)
+        quota_only = all("quota" in said for said in request.outcomes.values())
         return (
             429 if quota_only else 503,
             f"every tier of the fallback chain failed: {'; '.join(f'{g}: {said}' for g, said in report)}",

@@ -252,7 +252,7 @@ def test_the_rotations_own_error_filed_under_the_next_group_is_not_that_groups_o
     ]
     rotation.filter("hermes", deployments("hermes.key0"), request(*records[:5]))
     rotation.filter("dolphin", deployments("dolphin.key0"), request(*records))
-    _, message = rotation.failure_message(request(*records))
+    message = rotation.failure_message(request(*records))[1]
     assert message.split(": ", 1)[1].split("; ") == [
         "swarm-chat: cannot reach it (connection refused)",
         "deepseek-free: provider unavailable (503)",

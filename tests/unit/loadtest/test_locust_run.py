@@ -72,9 +72,8 @@ def test_open_loop_rate_and_other_users(backend: str, tmp_path: Path) -> None:
     rate = _start(
         "chat_rate.py", backend, tmp_path / "rate", "--target-rps", "50", "--slo-min-rps", "40", seconds=4
     )
-    others = _start(
-        "", backend, tmp_path / "mix", "ChatUser", "EmbeddingsUser", "LongContextUser", "SwarmAutoUser", seconds=3
-    )
+    users = ("ChatUser", "EmbeddingsUser", "LongContextUser", "SwarmAutoUser")
+    others = _start("", backend, tmp_path / "mix", *users, seconds=3)
     (code_rate, out_rate), (code_mix, out_mix) = _finish(rate), _finish(others)
     assert code_rate == 0, out_rate
     assert "request rate" in out_rate

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import _gates  # noqa: F401  # pylint: disable=unused-import  # registers the probe and the SLO gates
-from locust import run_single_user, task
+from locust import run_single_user
 
 from aiswarm_loadtest.locust_base import OpenAIUser
 
@@ -26,31 +28,18 @@ PROMPTS: dict[str, list[str]] = json.loads((Path(__file__).parent / "prompts" / 
 MIX = {"simple": 50, "batch": 15, "research": 15, "complex": 10, "roleplay": 10}
 
 
+def _ask(kind: str) -> Callable[[SwarmAutoUser], None]:
+    def ask(user: SwarmAutoUser) -> None:
+        user.stream_chat(f"auto_{kind}", user.messages(random.choice(PROMPTS[kind])), user.intended())
+
+    ask.__name__ = f"auto_{kind}"
+    return ask
+
+
 class SwarmAutoUser(OpenAIUser):
     """Closed loop of streamed requests; each task's name in the stats is the kind it sent."""
 
-    def _ask(self, kind: str) -> None:
-        self.stream_chat(f"auto_{kind}", self.messages(random.choice(PROMPTS[kind])), self.intended())
-
-    @task(MIX["simple"])
-    def simple(self) -> None:
-        self._ask("simple")
-
-    @task(MIX["batch"])
-    def batch(self) -> None:
-        self._ask("batch")
-
-    @task(MIX["research"])
-    def research(self) -> None:
-        self._ask("research")
-
-    @task(MIX["complex"])
-    def complex_task(self) -> None:
-        self._ask("complex")
-
-    @task(MIX["roleplay"])
-    def roleplay(self) -> None:
-        self._ask("roleplay")
+    tasks: ClassVar = {_ask(kind): weight for kind, weight in MIX.items()}
 
 
 if __name__ == "__main__":

@@ -54,10 +54,15 @@ export AISWARM_API_KEY
 # Two faults of the primary engine under load: killed (refused connections) and frozen (a hung
 # engine, which the gateway's engine guard must take out of rotation within seconds).
 for scenario in kill_primary_engine freeze_primary_engine; do
+  since="$(date -u '+%Y-%m-%d %H:%M:%S')"
   "$venv/bin/python" -m aiswarm_loadtest.chaos run "loadtests/scenarios/$scenario.yaml" \
     --executor docker --gateway http://127.0.0.1:4000 --service inference_engine=vllm \
     --locust-arg=--model=swarm-chat --locust-arg=--max-tokens=16 --out "$logs/chaos-$scenario" ||
     { cat "$logs/chaos-$scenario/summary.md" 2>/dev/null
+      # What the gateway said meanwhile, without its access log: a worker that restarted or
+      # stood still shows here, and the lab is torn down right after.
+      docker exec aiswarm-lab-oracle journalctl -u litellm --since "$since" --no-pager -o short-precise |
+        grep -v -e '"POST /v1' -e '"GET /' | tail -n 80
       echo "lab: the $scenario chaos scenario failed (see $logs/chaos-$scenario/summary.md)"; exit 1; }
   cat "$logs/chaos-$scenario/summary.md"
 done

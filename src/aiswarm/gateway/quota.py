@@ -190,7 +190,7 @@ def outcome(attempt: Mapping[str, Any]) -> str:
         )
     if is_quota_error(attempt):
         return "provider quota spent (429)"
-    if text.startswith("spend guard:") or "spend guard:" in text:
+    if "spend guard:" in text:
         return "paid tier stopped by the spend guard (budget spent)"
     if any(
         sign in text

@@ -60,6 +60,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiswarm.gateway.guard import deployment_id
+
 try:
     from fastapi import HTTPException
 except ImportError:  # the unit tests run without the proxy's web stack
@@ -275,25 +277,24 @@ class QuotaRotation(CustomLogger):
             )
         return cls(cooldown, ceiling)
 
-    def note(self, attempts: Iterable[Mapping[str, Any]], now: float) -> list[str]:
-        """Rest every deployment a quota error came from; returns the ids newly put to rest."""
-        rested = []
+    def note(self, attempts: Iterable[Mapping[str, Any]], now: float) -> None:
+        """Rest every deployment a quota error came from."""
         for attempt in attempts:
             deployment = attempt.get("deployment_id")
             if not isinstance(deployment, str) or not is_quota_error(attempt):
                 continue
             asked = retry_delay(str(attempt.get("exception_string") or ""))
             delay = min(self.max_cooldown_s, asked if asked is not None and asked > 0 else self.cooldown_s)
-            if self.resting.get(deployment, 0.0) < now + delay:
-                if self.resting.get(deployment, 0.0) <= now:
-                    rested.append(deployment)
-                    if _ERRORS is not None:
-                        _ERRORS.labels(deployment=deployment).inc()
-                    log.warning("deployment %s answered a quota error: resting for %.0f s", deployment, delay)
-                self.resting[deployment] = now + delay
-                if _RESTING is not None:
-                    _RESTING.labels(deployment=deployment).set(time.time() + delay)
-        return rested
+            until = self.resting.get(deployment, 0.0)
+            if until >= now + delay:
+                continue
+            if until <= now:
+                if _ERRORS is not None:
+                    _ERRORS.labels(deployment=deployment).inc()
+                log.warning("deployment %s answered a quota error: resting for %.0f s", deployment, delay)
+            self.resting[deployment] = now + delay
+            if _RESTING is not None:
+                _RESTING.labels(deployment=deployment).set(time.time() + delay)
 
     def is_resting(self, deployment: str, now: float) -> bool:
         until = self.resting.get(deployment)
@@ -314,7 +315,9 @@ class QuotaRotation(CustomLogger):
                     del self._requests[old]
         return found
 
-    def _new_attempts(self, request_kwargs: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    def _new_attempts(
+        self, request: _Request, attempts: Iterable[Mapping[str, Any]]
+    ) -> list[Mapping[str, Any]]:
         """The records of this request's failed attempts that say something new about a deployment.
 
         Each filter call sees the request's records again, and the router keeps only the last
@@ -325,9 +328,8 @@ class QuotaRotation(CustomLogger):
         error text first seen under another group rests nothing; for the report it still counts
         unless it is the request's first error or names another group, since two groups of one
         provider in an outage answer with the same text."""
-        request = self._request(request_kwargs)
         new = []
-        for attempt in _attempts(request_kwargs):
+        for attempt in attempts:
             ident = _identity(attempt)
             if ident in request.seen:
                 continue
@@ -344,10 +346,15 @@ class QuotaRotation(CustomLogger):
 
     def filter(self, group: str, deployments: list, request_kwargs: Mapping[str, Any] | None) -> list:
         now = self.clock()
-        self.note(self._new_attempts(request_kwargs), now)
-        self._request(request_kwargs).tried(group)
+        attempts = _attempts(request_kwargs)
+        # A request's record is kept only once it has something to tell: an attempt that failed,
+        # or nothing left in rotation. The first attempt of every request (the hot path) keeps none.
+        request = self._request(request_kwargs) if attempts or not deployments else None
+        if request is not None:
+            self.note(self._new_attempts(request, attempts), now)
+            request.tried(group)
         if not deployments:  # an earlier filter (the engine guard) left nothing in rotation
-            self._request(request_kwargs).said(group, "no deployment in rotation")
+            request.said(group, "no deployment in rotation")
             return deployments
         if not self.resting:
             return deployments
@@ -374,26 +381,25 @@ class QuotaRotation(CustomLogger):
         params = kwargs.get("litellm_params")
         metadata = params.get("metadata") if isinstance(params, Mapping) else None
         group = metadata.get("model_group") if isinstance(metadata, Mapping) else None
-        info = params.get("model_info") if isinstance(params, Mapping) else None
-        deployment = info.get("id") if isinstance(info, Mapping) else None
         attempt = {
             "model_group": group,
-            "deployment_id": deployment,
+            "deployment_id": deployment_id(kwargs),
             "exception_type": type(exception).__name__,
             "exception_string": str(exception),
         }
         request = self._request(kwargs)
-        request.seen.add(_identity(attempt))
-        request.texts.setdefault(str(exception)[:200], group)
+        identity = _identity(attempt)
+        request.seen.add(identity)
+        request.texts.setdefault(identity[-1], group)
         if isinstance(group, str):
             request.said(group, outcome(attempt))
         self.note([attempt], self.clock())
 
     def failure_message(self, request_data: Mapping[str, Any] | None) -> tuple[int, str] | None:
         """(status, message) naming what every group of a failed chain said; None for one group."""
-        self._new_attempts(request_data)
-        request = self._requests.pop(_request_id(request_data), None)
-        report = list(request.outcomes.items()) if request is not None else []
+        request = self._requests.pop(_request_id(request_data), None) or _Request()
+        self._new_attempts(request, _attempts(request_data))
+        report = list(request.outcomes.items())
         if len(report) < 2:
             return None
         quota_only = all("quota" in said for said in request.outcomes.values())

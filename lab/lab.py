@@ -107,6 +107,8 @@ class Lab:
     image: str
     nodes: tuple[Node, ...]
     standins: tuple[Standin, ...] = ()
+    # (address, port) of the lab's Alertmanager receiver (aiswarm_loadtest.alertsink), or None.
+    alert_sink: tuple[str, int] | None = None
 
 
 def _bin(name: str) -> str:
@@ -161,7 +163,24 @@ def load_lab(inventory: Path = INVENTORY) -> Lab:
                 f"inventories/lab: lab_published_ports of host {host}: expected a list of port numbers"
             )
         nodes.append(Node(host, f"{prefix}{host}", address, tuple(ports), image))
-    return Lab(network, subnet, image, tuple(nodes), _standins(hostvars.get(first, {})))
+    first_vars = hostvars.get(first, {})
+    return Lab(network, subnet, image, tuple(nodes), _standins(first_vars), _alert_sink(first_vars))
+
+
+def _alert_sink(hostvars: dict) -> tuple[str, int] | None:
+    """`lab_alert_sink` ({port}) on `lab_host_address`, checked; None when the lab has none."""
+    entry = hostvars.get("lab_alert_sink")
+    if not entry:
+        return None
+    address = hostvars.get("lab_host_address")
+    if not isinstance(address, str) or not address:
+        raise LabError(
+            "inventories/lab: lab_host_address: expected this machine's address on the lab network"
+        )
+    port = entry.get("port") if isinstance(entry, dict) else None
+    if not isinstance(port, int) or not 1024 < port < 65536:
+        raise LabError(f"inventories/lab: lab_alert_sink.port: expected a port above 1024, got {port!r}")
+    return address, port
 
 
 def _standins(hostvars: dict) -> tuple[Standin, ...]:
@@ -353,6 +372,41 @@ def start_standins(lab: Lab, state: Path = STATE) -> None:
         print(f"lab: stand-in {standin.name} (reference backend) on {standin.address}:{standin.port}")
 
 
+def start_alert_sink(lab: Lab, state: Path = STATE) -> None:
+    """Run the lab's Alertmanager receiver in the background, unless it already answers."""
+    if lab.alert_sink is None:
+        return
+    address, port = lab.alert_sink
+    url = f"http://{address}:{port}/health"
+    if _answers(url):
+        return
+    state.mkdir(parents=True, exist_ok=True)
+    argv = [
+        sys.executable, "-m", "aiswarm_loadtest.alertsink", "--host", address, "--port", str(port),
+        "--log", str(state / "alerts.jsonl"),
+    ]  # fmt: skip
+    with (state / "standin-alertsink.log").open("ab") as log:
+        proc = subprocess.Popen(  # the project's own module, fixed arguments
+            argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+    (state / "standin-alertsink.pid").write_text(f"{proc.pid}\n")
+    deadline = time.monotonic() + 15
+    while not _answers(url):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            log_file = state / "standin-alertsink.log"
+            raise LabError(f"the alert sink did not answer on {address}:{port}; see {log_file}")
+        time.sleep(0.2)
+    print(f"lab: alert receiver (aiswarm_loadtest.alertsink) on {address}:{port}")
+
+
+def _answers(url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
 def stop_standins(state: Path = STATE) -> None:
     for pid_file in sorted(state.glob("standin-*.pid")):
         try:
@@ -375,6 +429,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"lab: {node.host} systemd {wait_booted(node)}")
     print(f"lab: {len(lab.nodes)} nodes up in {time.monotonic() - started:.0f} s")
     start_standins(lab)
+    start_alert_sink(lab)
     if args.no_provision:
         return 0
     return provision(args.ansible_args)

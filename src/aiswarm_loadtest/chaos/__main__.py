@@ -64,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--locust-arg", action="append", default=[], help="extra locust argument (repeatable)")
     run.add_argument("--primary-backend", help="backend identity of the primary (default: inferred)")
     run.add_argument(
+        "--alert-sink",
+        default=os.environ.get("AISWARM_ALERT_SINK") or None,
+        help="URL of the lab's Alertmanager receiver, for the scenario's alert gates "
+        "(default $AISWARM_ALERT_SINK; without one the alert is not checked, and the report says so)",
+    )
+    run.add_argument(
         "--downtime-slow-s",
         type=float,
         default=SLOW_ANSWER_S,
@@ -98,6 +104,7 @@ def _run(args: argparse.Namespace, services: dict[str, str]) -> int:
             out_dir=args.out,
             primary_backend=args.primary_backend,
             slow_s=args.downtime_slow_s,
+            alert_sink=args.alert_sink,
         ),
     )
     try:

@@ -28,6 +28,7 @@ class RunResult:
     ledger: list[dict] = field(default_factory=list)
     open_faults: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    alert: dict[str, Any] = field(default_factory=dict)  # the expected alert and when it fired/resolved
 
     @property
     def passed(self) -> bool:
@@ -113,6 +114,16 @@ def render_summary(result: RunResult) -> str:
         lines += ["## Measurements", "", "| measurement | value |", "|---|---|"]
         lines += [f"| {name} | {_fmt(value)} |" for name, value in rows]
         lines.append("")
+    if result.alert:
+        alert = result.alert
+        lines += ["## Alert at the receiver", "", "| measurement | value |", "|---|---|"]
+        lines += [
+            f"| alert | {alert.get('fires')} {alert.get('labels') or ''} |",
+            f"| notifications received | {_fmt(alert.get('notifications'))} |",
+            f"| time to detect (fault start to firing) (s) | {_fmt(alert.get('detect_s'))} |",
+            f"| time to resolve (rollback to resolved) (s) | {_fmt(alert.get('resolve_s'))} |",
+            "",
+        ]
     if result.gates:
         lines += ["## Gates", "", "| gate | bound | measured | result |", "|---|---|---|---|"]
         for gate in result.gates:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from aiswarm_loadtest.chaos.alerts import AlertSink, AlertSinkError, AlertTimes, alert_gates, wait_for_alert
 from aiswarm_loadtest.chaos.analysis import (
     FaultWindow,
     error_rate,
@@ -315,6 +316,8 @@ class RunnerOptions:
     load_grace_s: float = 60.0
     probe_timeout_s: float = 10.0
     slow_s: float = SLOW_ANSWER_S  # an answer that began later than this counts as downtime
+    alert_sink: str | None = None  # URL of the lab's Alertmanager receiver (aiswarm_loadtest.alertsink)
+    alert_grace_s: float = 15.0  # extra wait for the alert to resolve, beyond the scenario's bound
 
 
 @dataclass
@@ -323,6 +326,8 @@ class _Run:
     window: FaultWindow | None = None
     t_in: dict[str, float] = field(default_factory=dict)
     t_out: dict[str, float] = field(default_factory=dict)
+    alert_times: AlertTimes | None = None
+    alert_problem: str | None = None
 
 
 class ChaosRunner:
@@ -337,12 +342,14 @@ class ChaosRunner:
         clock: Clock | None = None,
         probe: Probe = http_probe,
         log: Callable[[str], None] = _stderr,
+        sink: AlertSink | None = None,
     ) -> None:
         self.scenario, self.executor, self.inventory = scenario, executor, inventory
         self.launcher, self.options = launcher, options
         self.clock = clock or RealClock()
         self.probe, self.log = probe, log
         self.ledger = RollbackLedger(executor, log=log, clock=self.clock.now)
+        self.sink = sink or (AlertSink(options.alert_sink) if options.alert_sink else None)
 
     def plan(self) -> list[FaultPlan]:
         """Every fault plan, or one PlanError listing every problem; nothing runs on a node."""
@@ -352,6 +359,10 @@ class ChaosRunner:
         problem = self.executor.check_gateway(self.options.gateway)
         if problem:
             errors.append(problem)
+        if self.scenario.alert is not None and self.sink is not None:
+            problem = self.sink.check()
+            if problem:
+                errors.append(problem)
         faults = [("fault", self.scenario.fault, self.scenario.rollback)]
         faults += [(f"also[{i}]", f, "auto") for i, f in enumerate(self.scenario.also)]
         for where, fault, rollback in faults:
@@ -491,6 +502,7 @@ class ChaosRunner:
                 self._fault_phase(run, handle, t_load)
             left = t_load + scenario.timeline.total_s(scenario.fault.duration_s) - self.clock.now()
             handle.wait(max(0.0, left) + self.options.load_grace_s)
+            self._watch_alert(run)
         except BaseException as exc:
             if handle is not None:
                 handle.stop()
@@ -502,6 +514,29 @@ class ChaosRunner:
         result.outcome = "completed"
         self._finish(result, run, data_before=data_before, data_after=self._read_data())
         return result
+
+    def _watch_alert(self, run: _Run) -> None:
+        """Wait (after the load) until the scenario's alert fired and resolved at the receiver."""
+        expect = self.scenario.alert
+        if expect is None or run.window is None:
+            return
+        if self.sink is None:
+            run.alert_problem = "no alert sink given (--alert-sink or AISWARM_ALERT_SINK)"
+            return
+        resolve_bound = expect.resolve_within_s if expect.resolve_within_s is not None else 0.0
+        deadline = max(self.clock.now(), run.window.end + resolve_bound + self.options.alert_grace_s)
+        try:
+            run.alert_times = wait_for_alert(
+                self.sink,
+                expect,
+                run.window.start,
+                run.window.end,
+                deadline,
+                self.clock.now,
+                self.clock.sleep,
+            )
+        except AlertSinkError as exc:
+            run.alert_problem = str(exc)
 
     def _finish(
         self, result: RunResult, run: _Run, *, data_before: str | None, data_after: str | None
@@ -531,6 +566,15 @@ class ChaosRunner:
                     f"after {_short(data_after)}"
                 )
             result.gates = evaluate_gates(self.scenario.expect, result.measurements, data_lost)
+            expect_alert = self.scenario.alert
+            if expect_alert is not None and result.outcome == "completed":
+                if run.alert_times is None and self.sink is None:
+                    result.notes.append(f"alert {expect_alert.fires} not checked: {run.alert_problem}")
+                else:
+                    result.gates += alert_gates(expect_alert, run.alert_times, run.alert_problem)
+                    result.alert = {"fires": expect_alert.fires, "labels": dict(expect_alert.labels)}
+                    if run.alert_times is not None:
+                        result.alert.update(run.alert_times.to_dict())
             if result.outcome == "completed":
                 result.outcome = "passed" if all(g.passed for g in result.gates) else "failed"
         if result.open_faults:

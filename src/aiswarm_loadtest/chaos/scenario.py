@@ -153,6 +153,22 @@ class Expect:
 
 
 @dataclass(frozen=True)
+class AlertExpect:
+    """The alert the fault must raise at the lab's receiver, and how soon it must fire and resolve.
+
+    `fires` is an alert name of the swarm's Prometheus rules; `labels` narrow it (for example
+    `{job: vllm}`), so another alert of the same name does not count. Time to detect runs from the
+    fault's start to the first firing notification received; time to resolve from the rollback to
+    the first resolved notification after it.
+    """
+
+    fires: str
+    labels: tuple[tuple[str, str], ...] = ()
+    detect_within_s: float | None = None
+    resolve_within_s: float | None = None
+
+
+@dataclass(frozen=True)
 class Timeline:
     warmup_s: float
     fault_at_s: float
@@ -191,6 +207,7 @@ class Scenario:
     primary_backend: str | None = None
     source: str = ""
     also: tuple[Fault, ...] = ()  # further faults, injected and rolled back (auto) with `fault`
+    alert: AlertExpect | None = None
 
 
 _MISSING = object()
@@ -575,6 +592,34 @@ def _rollback(check: _Checker, raw: Any, kind: str | None) -> str | None:
     return raw
 
 
+_ALERT_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _alert(check: _Checker, raw: Any, services: Mapping[str, str]) -> AlertExpect | None:
+    if raw is None:
+        return None
+    data = check.mapping(raw, "alert", ("fires", "labels", "detect_within_s", "resolve_within_s"))
+    fires = check.string(
+        data, "fires", "alert", pattern=_ALERT_NAME_RE, expected="an alert name such as InferenceEngineDown"
+    )
+    labels: list[tuple[str, str]] = []
+    raw_labels = data.get("labels", {})
+    if not isinstance(raw_labels, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in raw_labels.items()
+    ):
+        check.error("alert.labels", "a mapping of label names to values", raw_labels)
+    else:
+        for key, value in sorted(raw_labels.items()):
+            resolved = _resolve(check, value, f"alert.labels.{key}", services)
+            if resolved is not None:
+                labels.append((key, resolved))
+    detect = check.number(data, "detect_within_s", "alert", low=0, default=None)
+    resolve = check.number(data, "resolve_within_s", "alert", low=0, default=None)
+    if fires is None:
+        return None
+    return AlertExpect(fires, tuple(labels), detect, resolve)
+
+
 TOP_LEVEL = (
     "name",
     "description",
@@ -587,6 +632,7 @@ TOP_LEVEL = (
     "data_check",
     "primary_backend",
     "also",
+    "alert",
 )
 
 
@@ -617,6 +663,7 @@ def parse_scenario(raw: Any, source: str, services: Mapping[str, str] | None = N
     expect = _expect(check, data.get("expect"))
     data_check = _data_check(check, data.get("data_check"), services)
     primary = check.string(data, "primary_backend", "", default=None)
+    alert = _alert(check, data.get("alert"), services)
     if expect.data_loss is not None and "data_check" not in data:
         check.errors.append(f"{source}: expect.data_loss: needs a data_check section to be measured")
     if expect.max_noisy_unexpected is not None and load is not None and not load.noisy_clients:
@@ -641,6 +688,7 @@ def parse_scenario(raw: Any, source: str, services: Mapping[str, str] | None = N
         primary_backend=primary,
         source=source,
         also=also,
+        alert=alert,
     )
 
 

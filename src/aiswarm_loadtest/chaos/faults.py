@@ -125,6 +125,13 @@ class FaultPlan:
         }
 
 
+_NO_RESTART = (
+    'mkdir -p "$1" && printf "[Service]\\nRestart=no\\n" > "$1/zz-aiswarm-chaos.conf" '
+    "&& systemctl daemon-reload"
+)
+_RESTART_BACK = 'rm -f "$1/zz-aiswarm-chaos.conf"; systemctl daemon-reload'
+
+
 def _systemd(unit: str, state: str) -> NodeCommand:
     verb = {"started": "start", "stopped": "stop", "restarted": "restart"}[state]
     return NodeCommand(("systemctl", verb, unit), unit=unit, state=state)
@@ -145,6 +152,19 @@ def node_commands(fault: Fault, rollback: str) -> tuple[tuple[NodeCommand, ...],
         raise PlanError(f"{fault.kind}: fault.target.service is required")
     if fault.kind == "stop_service":
         inject, undo = (_systemd(unit, "stopped"),), (_systemd(unit, "started"),)
+    elif fault.kind == "kill_service" and params.restart_policy == "none":
+        # A runtime drop-in (gone at reboot) turns the unit's Restart= off for the fault, so
+        # systemd does not bring the service back: only the swarm agent may. The rollback removes
+        # it and starts the service if nothing did.
+        dropin = f"/run/systemd/system/{unit}.service.d"
+        inject = (
+            NodeCommand(("sh", "-c", _NO_RESTART, "sh", dropin)),
+            _signal_main_pid(unit, params.signal, missing_rc=3),
+        )
+        undo = (
+            NodeCommand(("sh", "-c", _RESTART_BACK, "sh", dropin)),
+            _systemd(unit, "started"),
+        )
     elif fault.kind == "kill_service":
         inject, undo = (_signal_main_pid(unit, params.signal, missing_rc=3),), (_systemd(unit, "started"),)
     elif fault.kind == "freeze_service":

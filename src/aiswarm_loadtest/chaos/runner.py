@@ -26,6 +26,7 @@ from typing import Protocol
 from aiswarm_loadtest.chaos.alerts import AlertSink, AlertSinkError, AlertTimes, alert_gates, wait_for_alert
 from aiswarm_loadtest.chaos.analysis import (
     FaultWindow,
+    Gate,
     error_rate,
     evaluate_gates,
     measure,
@@ -35,6 +36,7 @@ from aiswarm_loadtest.chaos.analysis import (
 from aiswarm_loadtest.chaos.faults import (
     CommandRunner,
     Executor,
+    FaultCommandError,
     FaultPlan,
     PlanError,
     Step,
@@ -327,7 +329,22 @@ class _Run:
     t_in: dict[str, float] = field(default_factory=dict)
     t_out: dict[str, float] = field(default_factory=dict)
     alert_times: AlertTimes | None = None
+    healed_at: dict[str, float] = field(default_factory=dict)  # node -> when its killed unit was active
     alert_problem: str | None = None
+
+
+def self_heal_gate(bound: float, run: _Run) -> Gate:
+    """Every faulted node's killed unit active again within `bound` s of the fault's start."""
+    start = run.window.start if run.window else 0.0
+    missing = [plan.node for plan in run.plans if plan.node not in run.healed_at]
+    if missing or not run.plans:
+        return Gate(
+            "self_heal_within_s", bound, None, False,
+            f"not back before the rollback on {', '.join(missing) or 'any node'}",
+        )  # fmt: skip
+    worst = round(max(run.healed_at.values()) - start, 2)
+    nodes = ", ".join(f"{node} {t - start:.1f} s" for node, t in sorted(run.healed_at.items()))
+    return Gate("self_heal_within_s", bound, worst, worst <= bound, f"active again after the kill: {nodes}")
 
 
 class ChaosRunner:
@@ -469,6 +486,8 @@ class ChaosRunner:
             run.t_in[plan.fault_id] = self.ledger.inject(plan)
         start = min(run.t_in.values())
         run.window = FaultWindow(start, start + fault.duration_s)  # provisional until rolled back
+        if self.scenario.expect.self_heal_within_s is not None:
+            self._watch_self_heal(run, handle, start + fault.duration_s)
         self._wait_until(start + fault.duration_s, handle)
         for plan in run.plans:
             run.t_out[plan.fault_id] = self.clock.now()
@@ -514,6 +533,26 @@ class ChaosRunner:
         result.outcome = "completed"
         self._finish(result, run, data_before=data_before, data_after=self._read_data())
         return result
+
+    def _watch_self_heal(self, run: _Run, handle: LoadHandle, deadline: float) -> None:
+        """Until the rollback is due, ask each faulted node once a second whether the killed unit
+        is active again (brought back by the node itself: the fault turned systemd's restart off)."""
+        unit = self.scenario.fault.target.service
+        argv = ("systemctl", "show", "-p", "ActiveState", "--value", unit)
+        steps = {plan.node: self.executor.node_step(plan.node, argv) for plan in run.plans}
+        while (left := deadline - self.clock.now()) > 0 and len(run.healed_at) < len(steps):
+            if handle.poll() is not None:
+                raise RuntimeError("the load generator exited before the fault schedule finished")
+            for node, step in steps.items():
+                if node in run.healed_at:
+                    continue
+                try:
+                    state = self.executor.run(step).stdout.strip()
+                except FaultCommandError:
+                    state = "unknown"
+                if state == "active":
+                    run.healed_at[node] = self.clock.now()
+            self.clock.sleep(min(1.0, max(0.0, left)))
 
     def _watch_alert(self, run: _Run) -> None:
         """Wait (after the load) until the scenario's alert fired and resolved at the receiver."""
@@ -566,6 +605,9 @@ class ChaosRunner:
                     f"after {_short(data_after)}"
                 )
             result.gates = evaluate_gates(self.scenario.expect, result.measurements, data_lost)
+            heal_bound = self.scenario.expect.self_heal_within_s
+            if heal_bound is not None:
+                result.gates.append(self_heal_gate(heal_bound, run))
             expect_alert = self.scenario.alert
             if expect_alert is not None and result.outcome == "completed":
                 if run.alert_times is None and self.sink is None:

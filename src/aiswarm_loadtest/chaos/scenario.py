@@ -120,6 +120,9 @@ class FaultParams:
     jitter_ms: int = 0
     loss_pct: float | None = None
     signal: str = "KILL"
+    # kill_service: "unit" keeps the unit's own Restart= policy; "none" turns it off for the fault
+    # (a runtime drop-in), so only the swarm agent can bring the service back.
+    restart_policy: str = "unit"
     interface: str = "eth0"
     method: str = "netem"  # net_loss: tc netem, or iptables' statistic match (kernels without netem)
     admin_url: str = ""  # standin_state: the stand-in's base URL, as the target node reaches it
@@ -150,6 +153,9 @@ class Expect:
     max_ttft_p95_during_fault_ms: float | None = None  # the users' first-token p95 while the fault lasts
     max_noisy_unexpected: int | None = None  # noisy clients' requests not refused as they should be
     data_loss: bool | None = None
+    # The killed service is active again, brought back by something on its node (the swarm agent),
+    # within this many seconds of the fault's start, before any rollback touches it.
+    self_heal_within_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -435,7 +441,7 @@ def _params(check: _Checker, raw: Any, kind: str | None, path: str = "fault.para
     allowed_by_kind = {
         "net_latency": ("latency_ms", "jitter_ms", "interface"),
         "net_loss": ("loss_pct", "interface", "method"),
-        "kill_service": ("signal",),
+        "kill_service": ("signal", "restart_policy"),
         "standin_state": ("admin_url", "state", "restore"),
     }
     allowed = allowed_by_kind.get(kind or "", ())
@@ -465,6 +471,9 @@ def _params(check: _Checker, raw: Any, kind: str | None, path: str = "fault.para
         )
     if kind == "kill_service":
         values["signal"] = check.choice(data, "signal", path, KILL_SIGNALS, default="KILL")
+        values["restart_policy"] = check.choice(
+            data, "restart_policy", path, ("unit", "none"), default="unit"
+        )
     if len(check.errors) > errors_before:
         return None
     return FaultParams(**values)
@@ -670,6 +679,8 @@ def parse_scenario(raw: Any, source: str, services: Mapping[str, str] | None = N
         check.errors.append(
             f"{source}: expect.max_noisy_unexpected: needs load.noisy_clients >= 1 to be measured"
         )
+    if expect.self_heal_within_s is not None and fault is not None and fault.kind != "kill_service":
+        check.errors.append(f"{source}: expect.self_heal_within_s: measured only for a kill_service fault")
     if fault is not None and fault.kind == "freeze_service" and rollback == "none":
         check.errors.append(f"{source}: rollback: a frozen service never heals by itself")
     if check.errors:

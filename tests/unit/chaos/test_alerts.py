@@ -185,3 +185,53 @@ def test_without_a_sink_the_alert_is_not_checked_and_the_report_says_so(tmp_path
     result = runner.run()
     assert not any(g.name.startswith("alert") for g in result.gates)
     assert any("alert InferenceEngineDown not checked: no alert sink" in n for n in result.notes)
+
+
+def heal_doc(bound: float = 3) -> dict:
+    doc = copy.deepcopy(DOC)
+    doc["fault"]["params"] = {"signal": "KILL", "restart_policy": "none"}
+    doc["expect"] = {"self_heal_within_s": bound}
+    return doc
+
+
+def test_self_heal_is_timed_from_the_kill_to_the_unit_being_active(tmp_path: Path) -> None:
+    runner, executor, *_ = make_runner(tmp_path, heal_doc(3))
+    executor.data_outputs = ["failed", "activating", "active"]  # polled at 0, 1 and 2 s after the kill
+    result = runner.run()
+    gate = next(g for g in result.gates if g.name == "self_heal_within_s")
+    assert gate.passed and gate.measured == pytest.approx(2.0)
+    assert "systemctl show -p ActiveState --value vllm" in " ".join(executor.ran)
+
+
+def test_a_service_nothing_brings_back_fails_the_self_heal_gate(tmp_path: Path) -> None:
+    runner, executor, *_ = make_runner(tmp_path, heal_doc(3))
+    executor.data_outputs = ["failed"] * 10
+    result = runner.run()
+    gate = next(g for g in result.gates if g.name == "self_heal_within_s")
+    assert not gate.passed and "not back before the rollback on n1" in gate.detail
+    assert result.outcome == "failed"
+
+
+def test_self_heal_needs_a_kill_and_the_policy_param_is_checked() -> None:
+    doc = heal_doc()
+    doc["fault"] = {
+        "kind": "stop_service",
+        "target": {"group": "inference", "service": "vllm"},
+        "duration_s": 4,
+    }
+    with pytest.raises(ScenarioError, match="self_heal_within_s"):
+        parse_scenario(doc, "s.yaml")
+    doc = heal_doc()
+    doc["fault"]["params"]["restart_policy"] = "maybe"
+    with pytest.raises(ScenarioError, match="restart_policy"):
+        parse_scenario(doc, "s.yaml")
+
+
+def test_a_kill_without_restart_turns_the_units_restart_off_and_back() -> None:
+    from aiswarm_loadtest.chaos.faults import node_commands
+
+    scenario = parse_scenario(heal_doc(), "s.yaml")
+    inject, undo = node_commands(scenario.fault, "start_service")
+    assert "Restart=no" in inject[0].argv[2] and inject[0].argv[-1] == "/run/systemd/system/vllm.service.d"
+    assert "KILL" in inject[1].argv
+    assert "rm -f" in undo[0].argv[2] and undo[1].argv == ("systemctl", "start", "vllm")

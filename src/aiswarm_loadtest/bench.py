@@ -118,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--lab-prefix", default="aiswarm-lab-", help="lab container name prefix")
     add("--gateway-host", default="oracle", help="inventory host of the gateway (default oracle)")
     add("--service", action="append", default=["inference_engine=vllm"], help="passed to the chaos runner")
+    add(
+        "--alert-sink", default=os.environ.get("AISWARM_ALERT_SINK", "http://172.30.57.1:18102"),
+        help="the lab's Alertmanager receiver, for the scenarios' alert gates (default: the lab's)",
+    )  # fmt: skip
     return parser
 
 
@@ -768,6 +772,8 @@ class Bench:
                 f"--locust-arg=--max-tokens={self.args.max_tokens}",
             ]
             argv += [f"--service={s}" for s in self.args.service]  # fmt: skip
+            if self.args.alert_sink:
+                argv.append(f"--alert-sink={self.args.alert_sink}")
             print(f"bench: chaos {path.stem} ...", flush=True)
             started = time.monotonic()
             proc = _run(argv, timeout=1800, log=self.out / f"chaos-{path.stem}.log")
@@ -777,7 +783,10 @@ class Bench:
             if result_file.exists():
                 data = json.loads(result_file.read_text(encoding="utf-8"))
                 entry.update(
-                    {k: data.get(k) for k in ("outcome", "measurements", "gates", "notes", "open_faults")}
+                    {
+                        k: data.get(k)
+                        for k in ("outcome", "measurements", "gates", "notes", "open_faults", "alert")
+                    }
                 )
                 entry["kind"] = (data.get("faults") or [{}])[0].get("kind")
             else:
@@ -930,8 +939,16 @@ def _chaos_row(sc: dict[str, Any]) -> str:
         f"| {_s(me.get('recovery_s'))} | {me.get('broken_streams', 'n/a')} "
         f"| {me.get('empty_responses', 'n/a')} "
         f"| {downtime} | {'n/a' if budget is None else f'{budget:.2%}'} "
+        f"| {_alert_cell(sc.get('alert') or {})} "
         f"| {failed_gates or '-'} |"
     )
+
+
+def _alert_cell(alert: dict[str, Any]) -> str:
+    """The scenario's alert: its name, time to detect and time to resolve at the receiver."""
+    if not alert:
+        return "-"
+    return f"{alert.get('fires')}: {_s(alert.get('detect_s'))} / {_s(alert.get('resolve_s'))}"
 
 
 def render_chaos(data: dict[str, Any]) -> list[str]:
@@ -940,8 +957,8 @@ def render_chaos(data: dict[str, Any]) -> list[str]:
         "",
         "| scenario | outcome | failed (fault) | failed (run) | failover | hung routing | longest gap "
         "| failback | recovery | broken streams | no text | downtime (failed + slow) | budget burned "
-        "| failed gates |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| alert: detect / resolve | failed gates |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *(_chaos_row(sc) for sc in data["scenarios"]),
         "",
     ]

@@ -51,9 +51,12 @@ export AISWARM_API_KEY
   --host http://127.0.0.1:4000 --model swarm-chat --max-tokens 16 \
   --slo-ttft-p95-ms 20000 --slo-e2e-p95-ms 30000 --slo-max-error-rate 0.01 \
   --aiswarm-run-dir "$logs/load-50-users" || { echo "lab: the 50-user load run failed its gates"; exit 1; }
-# Two faults of the primary engine under load: killed (refused connections) and frozen (a hung
-# engine, which the gateway's engine guard must take out of rotation within seconds).
-for scenario in kill_primary_engine freeze_primary_engine; do
+# Two faults of the primary engine under load: killed (refused connections; the engine-down alert
+# must reach the lab's receiver and resolve after the restart) and frozen (a hung engine, which
+# the gateway's engine guard must take out of rotation within seconds); then the fallback engine
+# killed with its unit's restart turned off, which the swarm agent must bring back.
+export AISWARM_ALERT_SINK="${AISWARM_ALERT_SINK:-http://172.30.57.1:18102}"
+for scenario in kill_primary_engine freeze_primary_engine agent_restarts_fallback_engine; do
   since="$(date -u '+%Y-%m-%d %H:%M:%S')"
   "$venv/bin/python" -m aiswarm_loadtest.chaos run "loadtests/scenarios/$scenario.yaml" \
     --executor docker --gateway http://127.0.0.1:4000 --service inference_engine=vllm \

@@ -264,7 +264,8 @@ class RoleReader:
             if module is None:
                 continue
             loop = None
-            if module in INCLUDE_TASKS | INCLUDE_ROLE:
+            # A looped install (one apt task per exporter, say) is checked for every item.
+            if module in INCLUDE_TASKS | INCLUDE_ROLE | APT_MODULES | PIP_MODULES:
                 loop = _loop_items(task, Resolver(task_scope.context()))
             for binding in loop if loop is not None else [None]:
                 bound = task_scope.with_frame(dict([binding])) if binding else task_scope

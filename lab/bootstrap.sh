@@ -4,6 +4,7 @@
 #     system runs it) and debootstrap, installed when missing on a Debian host run as root;
 #   - the project's virtualenv (.venv) from the pinned requirements.txt, plus this
 #     repository's own Python package in editable mode;
+#   - promtool and amtool from Debian's packages in the virtualenv (lab/fetch-prom-tools.sh);
 #   - .collections/ansible_collections/aiswarm/swarm, a link that makes this checkout
 #     resolvable as the aiswarm.swarm collection.
 # Anything it cannot do itself it names, with the command that would fix it, and exits 1.
@@ -98,6 +99,10 @@ if compgen -G "$torch_src/torch-*+cpu-cp311-*.whl" >/dev/null; then
 else
   say "no torch CPU wheel in $torch_src: vLLM's CPU build cannot be installed on the lab nodes"
 fi
+
+# --- promtool and amtool (the alert rules' unit tests) ------------------------------------
+# From Debian's prometheus and prometheus-alertmanager packages, into the virtualenv.
+AISWARM_VENV="$venv" bash "$root/lab/fetch-prom-tools.sh"
 
 # --- The collection, by its fully qualified name ------------------------------------------
 mkdir -p "$root/.collections/ansible_collections/aiswarm"

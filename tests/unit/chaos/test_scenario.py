@@ -54,6 +54,7 @@ def test_the_catalog_ships_one_scenario_per_fault() -> None:
         "stop_postgresql",
         "restart_gateway",
         "noisy_neighbour",
+        "agent_restarts_fallback_engine",
     }
 
 

@@ -15,13 +15,32 @@ SECRETS = ROOT / "inventories" / "lab" / ".secrets"
 
 
 @pytest.fixture(scope="session")
-def hostvars() -> dict:
+def inventory() -> dict:
+    """`ansible-inventory --list` of the lab: groups (hosts, children) and `_meta.hostvars`."""
     ansible_inventory = Path(sys.executable).parent / "ansible-inventory"
     out = subprocess.run(
         [str(ansible_inventory), "-i", str(INVENTORY), "--list"], check=True, capture_output=True, text=True
     ).stdout
-    data = json.loads(out)
-    return data["_meta"]["hostvars"]
+    return json.loads(out)
+
+
+@pytest.fixture(scope="session")
+def hostvars(inventory: dict) -> dict:
+    return inventory["_meta"]["hostvars"]
+
+
+@pytest.fixture(scope="session")
+def groups(inventory: dict) -> dict[str, list[str]]:
+    """Every group's hosts, children's hosts included (as Ansible's `groups`)."""
+
+    def hosts(group: str) -> list[str]:
+        entry = inventory.get(group, {})
+        found = list(entry.get("hosts", []))
+        for child in entry.get("children", []):
+            found += hosts(child)
+        return sorted(set(found))
+
+    return {group: hosts(group) for group in inventory if group != "_meta"}
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import json
 import socket
 
 import pytest
+from prometheus_client import REGISTRY
 
 from aiswarm.gateway.guard import (
     EngineGuard,
@@ -434,6 +435,7 @@ def test_a_drained_engine_leaves_rotation_its_open_requests_finish_and_it_comes_
             agent.draining = {f"http://127.0.0.1:{engine.port}": "GPU 0 at 86 °C, above the limit 83 °C"}
             await _until(lambda: primary in guard.draining)
             assert guard.draining[primary] == "GPU 0 at 86 °C, above the limit 83 °C"
+            assert REGISTRY.get_sample_value("aiswarm_engine_draining", {"api_base": primary.api_base}) == 1
             assert [
                 d["model_info"]["id"] for d in await guard.async_filter_deployments("m", group, None)
             ] == ["f"]
@@ -445,6 +447,7 @@ def test_a_drained_engine_leaves_rotation_its_open_requests_finish_and_it_comes_
             agent.draining = {}
             await _until(lambda: primary not in guard.draining)
             assert await guard.async_filter_deployments("m", group, None) == group
+            assert REGISTRY.get_sample_value("aiswarm_engine_draining", {"api_base": primary.api_base}) == 0
 
             # An agent that stops answering drains nothing.
             agent.draining = {f"http://127.0.0.1:{engine.port}": "manual: maintenance"}

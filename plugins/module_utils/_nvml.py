@@ -9,6 +9,10 @@ Only the standard library and, when installed, ``pynvml`` (PyPI package ``nvidia
 ``read_gpus()`` never raises for a missing driver, library or Python binding: it returns an
 empty report whose ``reason`` says what is missing. A query a GPU does not support (power on
 many laptop and consumer boards, for example) yields ``None`` for that field.
+
+The swarm agent (``src/aiswarm/agent``) runs this file as ``aiswarm.agent._nvml``: the
+swarm_agent role copies it into the package it installs on each node, so keep it free of
+Ansible imports and within the standard library (plus the optional ``pynvml``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,20 @@ except ImportError:
 
 _MIB = 1024 * 1024
 _T = TypeVar("_T")
+
+# Why a GPU's clocks are held down: NVML's clocks event (formerly "throttle") reason bits, by
+# the names nvidia-smi prints them under ("Clocks Event Reasons"), in bit order.
+THROTTLE_REASONS = (
+    (0x001, "gpu_idle"),
+    (0x002, "applications_clocks_setting"),
+    (0x004, "sw_power_cap"),
+    (0x008, "hw_slowdown"),
+    (0x010, "sync_boost"),
+    (0x020, "sw_thermal_slowdown"),
+    (0x040, "hw_thermal_slowdown"),
+    (0x080, "hw_power_brake_slowdown"),
+    (0x100, "display_clock_setting"),
+)
 
 NO_PYNVML_REASON = (
     "the Python library pynvml (pip package nvidia-ml-py) is not installed for this interpreter, "
@@ -48,6 +66,8 @@ class GpuInfo:
     power_draw_w: float | None
     power_limit_w: float | None
     compute_capability: str | None
+    # Names from THROTTLE_REASONS active now ([] when none); None when the GPU cannot say.
+    throttle_reasons: list[str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,6 +120,22 @@ def _cuda_version(nvml: Any) -> str | None:
     return None if version is None else cuda_version_string(int(version))
 
 
+def throttle_reason_names(mask: int) -> list[str]:
+    """The names of the reason bits set in an NVML clocks event reason mask, in bit order."""
+    return [name for bit, name in THROTTLE_REASONS if mask & bit]
+
+
+def _throttle_reasons(nvml: Any, handle: Any) -> list[str] | None:
+    # NVML 12.x renamed ...ClocksThrottleReasons to ...ClocksEventReasons; older bindings lack the new name.
+    getter = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or getattr(
+        nvml, "nvmlDeviceGetCurrentClocksThrottleReasons", None
+    )
+    if getter is None:
+        return None
+    mask = _optional(nvml, lambda: getter(handle))
+    return None if mask is None else throttle_reason_names(int(mask))
+
+
 def _watts(milliwatts: int | None) -> float | None:
     return None if milliwatts is None else round(milliwatts / 1000.0, 1)
 
@@ -125,6 +161,7 @@ def _read_gpu(nvml: Any, index: int, handle: Any) -> GpuInfo:
         power_draw_w=_watts(_optional(nvml, lambda: nvml.nvmlDeviceGetPowerUsage(handle))),
         power_limit_w=_watts(_optional(nvml, lambda: nvml.nvmlDeviceGetEnforcedPowerLimit(handle))),
         compute_capability=None if capability is None else f"{capability[0]}.{capability[1]}",
+        throttle_reasons=_throttle_reasons(nvml, handle),
     )
 
 

@@ -11,8 +11,8 @@ short_description: Gather NVIDIA GPU facts through NVML
 version_added: "0.1.0"
 description:
   - Reads every NVIDIA GPU of the host through NVML (the library behind C(nvidia-smi)) and sets
-    them as facts (name, UUID, memory, temperature, utilization, power and compute capability),
-    plus the driver and CUDA driver versions.
+    them as facts (name, UUID, memory, temperature, utilization, power, compute capability and
+    the reasons its clocks are held down now), plus the driver and CUDA driver versions.
   - A host without an NVIDIA driver, without C(libnvidia-ml) or without the Python binding
     C(pynvml) gets an empty GPU list and a human-readable RV(ansible_facts.aiswarm_gpu_reason) fact,
     not a failure, unless O(required=true).
@@ -77,6 +77,7 @@ ansible_facts:
           power_draw_w: 31.2
           power_limit_w: 450.0
           compute_capability: "8.9"
+          throttle_reasons: [gpu_idle]
     aiswarm_gpu_count:
       description: Number of GPUs in RV(ansible_facts.aiswarm_gpus).
       returned: always

@@ -38,12 +38,22 @@ What it does, for every deployment the gateway config marks with ``model_info.ai
   sent text to its client is cut, as it would have stalled anyway;
 - one successful probe puts it back at once.
 
+Draining: the swarm agent on each engine's node (``aiswarm.agent``) may drain the engine (its
+GPU above the thermal limit, or an operator's ``POST /v1/drain``). For every host of a guarded
+engine a thread of its own asks that host's agent, ``GET http://<host>:<drain_port>/v1/drain``,
+every `drain_interval_s` with the probe's timeout, never on the request path. An engine it lists
+(matched by the host and port of its ``api_base``) leaves rotation like a hung one, but its open
+connections are left alone: requests already on it finish, only new ones go elsewhere. It is back
+once the agent no longer lists it; an agent that does not answer (not installed, stopped, cut
+off) drains nothing.
+
 A long prompt is not punished: the probe is a separate one-token request, which an engine with
 continuous batching serves alongside a long prefill; the stream timeout keeps its own job (a
 stream that stops half-way). Settings come from the environment of the gateway's unit:
 ``AISWARM_GUARD_INTERVAL_S`` (default 1), ``AISWARM_GUARD_TIMEOUT_S`` (2),
-``AISWARM_GUARD_FAILURES`` (2), ``AISWARM_GUARD_IDLE_INTERVAL_S`` (5). State shows on
-``/metrics`` as ``aiswarm_engine_up``,
+``AISWARM_GUARD_FAILURES`` (2), ``AISWARM_GUARD_IDLE_INTERVAL_S`` (5),
+``AISWARM_GUARD_DRAIN_PORT`` (9110, the agents' port) and ``AISWARM_GUARD_DRAIN_INTERVAL_S`` (5).
+State shows on ``/metrics`` as ``aiswarm_engine_up``, ``aiswarm_engine_draining``,
 ``aiswarm_engine_probe_seconds`` and ``aiswarm_engine_released_connections_total``.
 """
 
@@ -83,8 +93,12 @@ try:
     _RELEASED: Counter | None = Counter(
         "aiswarm_engine_released_connections", "Connections to a hung engine shut down", ["api_base"]
     )
+    _DRAINING: Gauge | None = Gauge(
+        "aiswarm_engine_draining", "1 while the engine's node agent drains it", ["api_base"],
+        multiprocess_mode="livemax",
+    )  # fmt: skip
 except ImportError:
-    _UP = _PROBE = _RELEASED = None
+    _UP = _PROBE = _RELEASED = _DRAINING = None
 
 MARKER = "aiswarm_engine"
 TCP_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
@@ -101,6 +115,8 @@ class Settings:
     timeout_s: float = 2.0
     failures: int = 2
     idle_interval_s: float = 5.0
+    drain_port: int = 9110
+    drain_interval_s: float = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -112,6 +128,8 @@ class Settings:
             ("timeout_s", float),
             ("failures", int),
             ("idle_interval_s", float),
+            ("drain_port", int),
+            ("drain_interval_s", float),
         ):
             var = f"AISWARM_GUARD_{name.upper()}"
             if var not in environ:
@@ -325,6 +343,42 @@ def due(health: Health, seen: Traffic, since_probe_s: float, settings: Settings)
     return since_probe_s >= settings.idle_interval_s
 
 
+def drain_url(host: str, port: int) -> str:
+    """The agent's drain list on an engine's host."""
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/v1/drain"
+
+
+def draining_addresses(payload: Any) -> dict[tuple[str, int], str]:
+    """The engines an agent's ``GET /v1/drain`` answer lists: (host, port) -> reason.
+
+    ``{"draining": [{"service": ..., "api_base": "http://host:port", "reason": ..., "since": ...}]}``;
+    an entry without a usable ``api_base``, or an answer of another shape, lists nothing.
+    """
+    entries = payload.get("draining") if isinstance(payload, Mapping) else None
+    found: dict[tuple[str, int], str] = {}
+    for entry in entries if isinstance(entries, list) else []:
+        base = entry.get("api_base") if isinstance(entry, Mapping) else None
+        if not isinstance(base, str):
+            continue
+        parts = urlsplit(base)
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            continue
+        if parts.hostname:
+            found[(parts.hostname.lower(), port)] = str(entry.get("reason") or "draining")
+    return found
+
+
+def fetch_draining(client: Any, url: str) -> dict[tuple[str, int], str]:
+    """`draining_addresses` of one agent through `client` (an httpx.Client); {} when it does not answer."""
+    try:
+        response = client.get(url)
+        return draining_addresses(response.json()) if response.status_code == 200 else {}
+    except Exception:  # pylint: disable=broad-exception-caught  # unreachable or garbled: drains nothing
+        return {}
+
+
 def deployment_id(kwargs: Any) -> str | None:
     """The id of the deployment a LiteLLM logging call is about (its `model_info.id`), if any."""
     if not isinstance(kwargs, Mapping):
@@ -388,6 +442,8 @@ class EngineGuard(CustomLogger):
         self.health: dict[Target, Health] = {}
         self.answered: dict[Target, float] = {}  # target -> monotonic time of its last successful request
         self._threads: dict[Target, threading.Thread] = {}
+        self.draining: dict[Target, str] = {}  # target -> why its node's agent drains it
+        self._drain_threads: dict[str, threading.Thread] = {}  # engine host -> its agent's poller
         self._lock = threading.Lock()
         self.stopping = threading.Event()
 
@@ -397,7 +453,13 @@ class EngineGuard(CustomLogger):
 
     @property
     def down_ids(self) -> set[str]:
-        return {i for target, ids in self.targets.items() if not self.health[target].up for i in ids}
+        """Deployments out of rotation: their engine is hung or dead, or its node's agent drains it."""
+        return {
+            i
+            for target, ids in list(self.targets.items())
+            if not self.health[target].up or target in self.draining
+            for i in ids
+        }
 
     def watch(self, deployments: Iterable[Mapping[str, Any]]) -> None:
         """Start probing every marked deployment not watched yet."""
@@ -416,6 +478,12 @@ class EngineGuard(CustomLogger):
                     thread = threading.Thread(target=self._watch, args=(target,), name=name, daemon=True)
                     self._threads[target] = thread
                     thread.start()
+                host = target.address[0].lower()
+                if host not in self._drain_threads:
+                    name = f"aiswarm-guard drains {host}"
+                    poller = threading.Thread(target=self._watch_drains, args=(host,), name=name, daemon=True)
+                    self._drain_threads[host] = poller
+                    poller.start()
 
     def _watch(self, target: Target) -> None:
         import httpx  # pylint: disable=import-outside-toplevel  # LiteLLM's own dependency
@@ -453,6 +521,42 @@ class EngineGuard(CustomLogger):
                 except Exception:  # pylint: disable=broad-exception-caught  # the watch must outlive any surprise
                     log.exception("engine guard: could not act on a probe of %s", target.api_base)
                 self.stopping.wait(self.settings.interval_s)
+
+    def _watch_drains(self, host: str) -> None:
+        import httpx  # pylint: disable=import-outside-toplevel  # LiteLLM's own dependency
+
+        url = drain_url(host, self.settings.drain_port)
+        limits = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(timeout=self.settings.timeout_s, limits=limits, trust_env=False) as client:
+            while not self.stopping.is_set():
+                try:
+                    self.apply_drains(host, fetch_draining(client, url))
+                except Exception:  # pylint: disable=broad-exception-caught  # the poll must outlive any surprise
+                    log.exception("engine guard: could not act on the drain list of %s", url)
+                self.stopping.wait(self.settings.drain_interval_s)
+
+    def apply_drains(self, host: str, listed: Mapping[tuple[str, int], str]) -> None:
+        """Take the engines of `host` that its agent lists out of rotation, and put back the others.
+
+        Their connections stay open: what they serve now finishes (unlike a hung engine's)."""
+        with self._lock:
+            targets = [t for t in self.targets if t.address[0].lower() == host]
+        for target in targets:
+            hostname, port = target.address
+            reason = listed.get((hostname.lower(), port))
+            if reason is not None and target not in self.draining:
+                self.draining[target] = reason
+                log.warning(
+                    "engine %s drained by its node's agent (%s): out of rotation, open requests finish",
+                    target.api_base, reason,
+                )  # fmt: skip
+            elif reason is None and target in self.draining:
+                del self.draining[target]
+                log.warning("engine %s no longer drained: back in rotation", target.api_base)
+            else:
+                continue
+            if _DRAINING is not None:
+                _DRAINING.labels(api_base=target.api_base).set(1 if reason is not None else 0)
 
     def _wants_probe(self, target: Target, now: float, since_probe_s: float) -> bool:
         """`due`, after the cheapest evidence: a request to the engine succeeded within the interval

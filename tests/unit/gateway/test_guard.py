@@ -7,9 +7,11 @@ test holds open to it stands for a live request waiting on it: the guard must re
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 
 import pytest
+from prometheus_client import REGISTRY
 
 from aiswarm.gateway.guard import (
     EngineGuard,
@@ -19,6 +21,8 @@ from aiswarm.gateway.guard import (
     Target,
     Traffic,
     deployment_id,
+    drain_url,
+    draining_addresses,
     due,
     socket_inodes,
     target_of,
@@ -328,5 +332,134 @@ def test_a_queued_probe_of_an_engine_that_answers_health_counts_for_nothing() ->
             writer.close()
             engine.frozen = False
             engine.server.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_drain_settings_come_from_the_environment() -> None:
+    assert (Settings().drain_port, Settings().drain_interval_s) == (9110, 5.0)
+    settings = Settings.from_env(
+        {"AISWARM_GUARD_DRAIN_PORT": "19110", "AISWARM_GUARD_DRAIN_INTERVAL_S": "0.5"}
+    )
+    assert (settings.drain_port, settings.drain_interval_s) == (19110, 0.5)
+    with pytest.raises(ValueError, match="AISWARM_GUARD_DRAIN_PORT: expected a int, got 'x'"):
+        Settings.from_env({"AISWARM_GUARD_DRAIN_PORT": "x"})
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (
+            {
+                "draining": [
+                    {"service": "vllm", "api_base": "http://172.30.57.11:8000", "reason": "manual: x"}
+                ]
+            },
+            {("172.30.57.11", 8000): "manual: x"},
+        ),
+        ({"draining": [{"api_base": "https://Engine.Lan"}]}, {("engine.lan", 443): "draining"}),
+        (
+            {"draining": [{"api_base": "http://[fd00::11]:8081", "reason": "GPU 0 at 86 °C"}]},
+            {("fd00::11", 8081): "GPU 0 at 86 °C"},
+        ),
+        ({"draining": []}, {}),
+        (
+            {"draining": [{"api_base": 8000}, {"reason": "no base"}, "vllm", {"api_base": "http://h:99999"}]},
+            {},
+        ),
+        ({"draining": "vllm"}, {}),
+        (["vllm"], {}),
+        (None, {}),
+    ],
+)
+def test_draining_addresses_read_the_agents_list(payload: object, expected: dict) -> None:
+    assert draining_addresses(payload) == expected
+
+
+def test_drain_url_of_an_ipv4_and_an_ipv6_host() -> None:
+    assert drain_url("172.30.57.11", 9110) == "http://172.30.57.11:9110/v1/drain"
+    assert drain_url("fd00::11", 9110) == "http://[fd00::11]:9110/v1/drain"
+
+
+class FakeAgent:
+    """A node agent's GET /v1/drain on loopback, listing `draining` (api_base -> reason)."""
+
+    def __init__(self) -> None:
+        self.draining: dict[str, str] = {}
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self, port: int = 0) -> FakeAgent:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", port)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            body = json.dumps(
+                {
+                    "draining": [
+                        {"service": "e", "api_base": b, "reason": r, "since": 1}
+                        for b, r in self.draining.items()
+                    ]
+                }
+            ).encode()
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(body)
+            )
+            writer.write(body)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def test_a_drained_engine_leaves_rotation_its_open_requests_finish_and_it_comes_back() -> None:
+    """Unlike a hung engine, a drained one keeps its connections: a stream on it goes on."""
+
+    async def scenario() -> None:
+        engine, fallback, agent = await Engine().start(), await Engine().start(), await FakeAgent().start()
+        settings = Settings(
+            interval_s=0.05, timeout_s=0.3, failures=1, drain_port=agent.port, drain_interval_s=0.05
+        )
+        guard = EngineGuard(settings, {"ENGINE_KEY": "k"})
+        group = [deployment("p", engine.api_base), deployment("f", f"http://localhost:{fallback.port}/v1")]
+        primary = target_of(group[0], guard.environ)
+        reader, writer = await asyncio.open_connection("127.0.0.1", engine.port)
+        writer.write(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n")  # a live request streaming from the engine
+        await writer.drain()
+        try:
+            assert await guard.async_filter_deployments("m", group, None) == group
+            agent.draining = {f"http://127.0.0.1:{engine.port}": "GPU 0 at 86 °C, above the limit 83 °C"}
+            await _until(lambda: primary in guard.draining)
+            assert guard.draining[primary] == "GPU 0 at 86 °C, above the limit 83 °C"
+            assert REGISTRY.get_sample_value("aiswarm_engine_draining", {"api_base": primary.api_base}) == 1
+            assert [
+                d["model_info"]["id"] for d in await guard.async_filter_deployments("m", group, None)
+            ] == ["f"]
+            assert guard.health[primary].up  # drained, not hung: it still answers its probes
+            await asyncio.sleep(0.2)  # several drain polls and probes later
+            assert await asyncio.wait_for(reader.read(64), 1.0)  # the open stream still receives
+            assert target_of(group[1], guard.environ) not in guard.draining  # the fallback is not listed
+
+            agent.draining = {}
+            await _until(lambda: primary not in guard.draining)
+            assert await guard.async_filter_deployments("m", group, None) == group
+            assert REGISTRY.get_sample_value("aiswarm_engine_draining", {"api_base": primary.api_base}) == 0
+
+            # An agent that stops answering drains nothing.
+            agent.draining = {f"http://127.0.0.1:{engine.port}": "manual: maintenance"}
+            await _until(lambda: primary in guard.draining)
+            agent.server.close()
+            await agent.server.wait_closed()
+            await _until(lambda: primary not in guard.draining)
+            assert await guard.async_filter_deployments("m", group, None) == group
+        finally:
+            guard.stopping.set()
+            writer.close()
+            for server in (engine.server, fallback.server):
+                server.close()
 
     asyncio.run(scenario())

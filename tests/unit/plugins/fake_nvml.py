@@ -40,6 +40,7 @@ class FakeGpu:
     power_mw: int = 31234
     limit_mw: int = 450000
     capability: tuple[int, int] = (8, 9)
+    throttle_mask: int = 0
     unsupported: set[str] = field(default_factory=set)
 
 
@@ -114,3 +115,6 @@ class FakeNvml:
 
     def nvmlDeviceGetCudaComputeCapability(self, gpu: FakeGpu) -> tuple[int, int]:
         return self._check(gpu, "capability").capability
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, gpu: FakeGpu) -> int:
+        return self._check(gpu, "throttle").throttle_mask

@@ -54,6 +54,7 @@ def test_two_gpus_are_read_with_every_field() -> None:
         "power_draw_w": 31.2,
         "power_limit_w": 450.0,
         "compute_capability": "8.9",
+        "throttle_reasons": [],
     }
     second = report.gpus[1]
     assert (second.index, second.name, second.compute_capability) == (1, "NVIDIA GeForce RTX 3080", "8.6")
@@ -84,6 +85,7 @@ def test_bytes_from_old_pynvml_are_decoded() -> None:
         ({"utilization"}, {"utilization_gpu_pct", "utilization_memory_pct"}),
         ({"memory"}, {"memory_total_mb", "memory_used_mb", "memory_free_mb"}),
         ({"capability", "uuid"}, {"compute_capability", "uuid"}),
+        ({"throttle"}, {"throttle_reasons"}),
     ],
 )
 def test_an_unsupported_query_gives_none_for_its_fields_only(
@@ -172,6 +174,32 @@ def test_nvml_is_shut_down_even_when_reading_raises_unexpectedly() -> None:
     with pytest.raises(RuntimeError, match="a bug"):
         _nvml.read_gpus(nvml)
     assert nvml.shutdowns == 1
+
+
+@pytest.mark.parametrize(
+    ("mask", "expected"),
+    [
+        (0x0, []),
+        (0x1, ["gpu_idle"]),
+        (0x24, ["sw_power_cap", "sw_thermal_slowdown"]),
+        (0x40 | 0x08, ["hw_slowdown", "hw_thermal_slowdown"]),
+        (0x800, []),  # a bit newer than this reader: not named, not guessed
+    ],
+)
+def test_throttle_reasons_are_named_from_the_mask(mask: int, expected: list[str]) -> None:
+    report = _nvml.read_gpus(FakeNvml([FakeGpu(throttle_mask=mask)]))
+
+    assert report.gpus[0].throttle_reasons == expected
+
+
+def test_throttle_reasons_fall_back_to_the_old_call_and_to_none() -> None:
+    nvml = FakeNvml([FakeGpu(throttle_mask=0x20)])
+    nvml.nvmlDeviceGetCurrentClocksEventReasons = None  # type: ignore[method-assign,assignment]
+    nvml.nvmlDeviceGetCurrentClocksThrottleReasons = lambda gpu: gpu.throttle_mask  # type: ignore[attr-defined]
+    assert _nvml.read_gpus(nvml).gpus[0].throttle_reasons == ["sw_thermal_slowdown"]
+
+    del nvml.nvmlDeviceGetCurrentClocksThrottleReasons  # a binding with neither call
+    assert _nvml.read_gpus(nvml).gpus[0].throttle_reasons is None
 
 
 def test_cuda_version_falls_back_to_the_old_call() -> None:

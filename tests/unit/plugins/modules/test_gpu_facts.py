@@ -78,6 +78,7 @@ def test_two_gpus_become_facts(monkeypatch: pytest.MonkeyPatch) -> None:
         "power_draw_w": 30.0,
         "power_limit_w": 320.0,
         "compute_capability": "8.6",
+        "throttle_reasons": [],
     }
     assert nvml.shutdowns == 1
 

@@ -352,7 +352,10 @@ def _yaml(path: Path) -> dict:
 def test_the_gateway_roles_are_the_plays_of_site_yml_for_its_groups():
     assert arch.group_ancestors(ROOT, "gateway") == {"gateway", "swarm", "all"}
     roles = arch.roles_for_group(ROOT, "gateway")
-    assert roles == ["common", "postgresql", "redis", "litellm", "exporters", "alertmanager", "prometheus"]
+    assert roles == [
+        "common", "postgresql", "redis", "litellm", "exporters", "alertmanager", "prometheus", "swarm_agent",
+        "journal",
+    ]  # fmt: skip
     assert "vllm" not in arch.roles_for_group(ROOT, "gateway")
     assert "vllm" in arch.roles_for_group(ROOT, "inference")
 
@@ -362,13 +365,19 @@ def test_the_gateway_pins_and_packages_are_read_from_the_roles():
     pins = {need.name for need in needs if need.kind == "pip"}
     packages = {need.name for need in needs if need.kind == "apt"}
     litellm = _yaml(ROOT / "roles/litellm/defaults/main.yml")
-    assert pins == {f"litellm[proxy]=={litellm['litellm_version']}", *litellm["litellm_pip_extra_packages"]}
+    agent = _yaml(ROOT / "roles/swarm_agent/defaults/main.yml")
+    assert pins == {
+        f"litellm[proxy]=={litellm['litellm_version']}",
+        *litellm["litellm_pip_extra_packages"],
+        *agent["swarm_agent_pip_packages"],
+    }
     expected = set(_yaml(ROOT / "roles/common/defaults/main.yml")["common_packages"])
     expected |= set(_yaml(ROOT / "roles/postgresql/vars/main.yml")["_postgresql_packages"])
     expected |= set(_yaml(ROOT / "roles/redis/vars/main.yml")["_redis_packages"])
     expected |= set(_yaml(ROOT / "roles/exporters/vars/main.yml")["_exporters_packages"].values())
     expected |= set(_yaml(ROOT / "roles/alertmanager/vars/main.yml")["_alertmanager_packages"])
     expected |= set(_yaml(ROOT / "roles/prometheus/vars/main.yml")["_prometheus_packages"])
+    expected |= set(_yaml(ROOT / "roles/journal/vars/main.yml")["_journal_packages"])
     assert expected | {"python3-packaging", "nodejs", "npm"} == packages
     nodejs = next(need for need in needs if need.name == "nodejs")
     assert nodejs.when == ("litellm_database_enabled | bool",)

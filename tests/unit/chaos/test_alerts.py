@@ -158,7 +158,7 @@ def alert_doc(**alert) -> dict:
 
 
 def test_the_runner_gates_on_the_alert_and_reports_its_times(tmp_path: Path) -> None:
-    runner, *_ = make_runner(tmp_path, alert_doc(detect_within_s=3, resolve_within_s=5))
+    runner = make_runner(tmp_path, alert_doc(detect_within_s=3, resolve_within_s=5))[0]
     # The fault lasts 4 s: firing 2 s after it starts, resolved 3 s after its rollback.
     runner.sink = FakeSink([("firing", 2.0), ("resolved", 4 + 3.0)])
     result = runner.run()
@@ -172,7 +172,7 @@ def test_the_runner_gates_on_the_alert_and_reports_its_times(tmp_path: Path) -> 
 
 
 def test_the_runner_fails_a_scenario_whose_alert_never_fires(tmp_path: Path) -> None:
-    runner, *_ = make_runner(tmp_path, alert_doc(resolve_within_s=5))
+    runner = make_runner(tmp_path, alert_doc(resolve_within_s=5))[0]
     runner.sink = FakeSink([])
     result = runner.run()
     assert result.outcome == "failed"
@@ -181,7 +181,7 @@ def test_the_runner_fails_a_scenario_whose_alert_never_fires(tmp_path: Path) -> 
 
 
 def test_without_a_sink_the_alert_is_not_checked_and_the_report_says_so(tmp_path: Path) -> None:
-    runner, *_ = make_runner(tmp_path, alert_doc())
+    runner = make_runner(tmp_path, alert_doc())[0]
     result = runner.run()
     assert not any(g.name.startswith("alert") for g in result.gates)
     assert any("alert InferenceEngineDown not checked: no alert sink" in n for n in result.notes)
@@ -195,7 +195,7 @@ def heal_doc(bound: float = 3) -> dict:
 
 
 def test_self_heal_is_timed_from_the_kill_to_the_unit_being_active(tmp_path: Path) -> None:
-    runner, executor, *_ = make_runner(tmp_path, heal_doc(3))
+    runner, executor = make_runner(tmp_path, heal_doc(3))[:2]
     executor.data_outputs = ["failed", "activating", "active"]  # polled at 0, 1 and 2 s after the kill
     result = runner.run()
     gate = next(g for g in result.gates if g.name == "self_heal_within_s")
@@ -204,7 +204,7 @@ def test_self_heal_is_timed_from_the_kill_to_the_unit_being_active(tmp_path: Pat
 
 
 def test_a_service_nothing_brings_back_fails_the_self_heal_gate(tmp_path: Path) -> None:
-    runner, executor, *_ = make_runner(tmp_path, heal_doc(3))
+    runner, executor = make_runner(tmp_path, heal_doc(3))[:2]
     executor.data_outputs = ["failed"] * 10
     result = runner.run()
     gate = next(g for g in result.gates if g.name == "self_heal_within_s")

@@ -114,3 +114,30 @@ def test_a_bad_catalog_entry_is_named(entry, expected):
     assert proc.returncode != 0
     assert "litellm_model_catalog" in proc.stdout, proc.stdout
     assert expected in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (
+            {"alertmanager_receivers": [{"name": "oncall", "type": "pager", "url": "http://x"}]},
+            "alertmanager_receivers[0].type (oncall): unknown receiver type 'pager'",
+        ),
+        (
+            {"alertmanager_receivers": [{"name": "ops", "type": "email", "to": "ops@example.org"}]},
+            "an email receiver needs 'from'",
+        ),
+        (
+            {"prometheus_scrape_jobs": [{"name": "node", "group": "swarm", "port": 99999}]},
+            "prometheus_scrape_jobs[0].port",
+        ),
+        ({"vllm_port": "eight-thousand"}, "vllm_port"),
+        ({"prometheus_alert_gpu_temperature_celsius": "hot"}, "prometheus_alert_gpu_temperature_celsius"),
+        ({"exporters_node_port": "nine"}, "exporters_node_port"),
+    ],
+    ids=["receiver-type", "email-without-from", "job-port", "host-port", "threshold", "exporter-port"],
+)
+def test_bad_monitoring_input_is_named_before_any_change(extra, expected):
+    proc = run_validate(ROOT / "inventories" / "lab" / "hosts.yml", "-e", json.dumps(extra))
+    assert proc.returncode != 0
+    assert expected in proc.stdout, proc.stdout

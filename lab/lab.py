@@ -157,6 +157,12 @@ def load_lab(inventory: Path = INVENTORY) -> Lab:
                 f"inventories/lab: swarm_private_address {address} is used by {seen[address]} and {host}"
             )
         seen[address] = host
+        container = hostvars[host].get("ansible_host", f"{prefix}{host}")
+        if container != f"{prefix}{host}":
+            raise LabError(
+                f"inventories/lab: ansible_host of host {host}: expected its container {prefix}{host}, "
+                f"got {container!r}"
+            )
         ports = hostvars[host].get("lab_published_ports", [])
         if not isinstance(ports, list) or not all(isinstance(p, int) and 0 < p < 65536 for p in ports):
             raise LabError(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -501,6 +502,9 @@ class ChaosRunner:
         scenario, out = self.scenario, self.options.out_dir
         out.mkdir(parents=True, exist_ok=True)
         plans = self.plan()
+        # Records are appended: a run directory used before would mix the old run into this one.
+        for stale in (out / "steady", out / "load"):
+            shutil.rmtree(stale, ignore_errors=True)
         result = RunResult(scenario.name, scenario.description, scenario.source, "refused", self.clock.now())
         ok, result.steady_state, reasons = self.check_steady_state()
         if not ok:

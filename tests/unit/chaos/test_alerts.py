@@ -235,3 +235,12 @@ def test_a_kill_without_restart_turns_the_units_restart_off_and_back() -> None:
     assert "Restart=no" in inject[0].argv[2] and inject[0].argv[-1] == "/run/systemd/system/vllm.service.d"
     assert "KILL" in inject[1].argv
     assert "rm -f" in undo[0].argv[2] and undo[1].argv == ("systemctl", "start", "vllm")
+
+
+def test_records_left_in_the_run_directory_by_an_earlier_run_are_not_measured(tmp_path: Path) -> None:
+    stale = tmp_path / "run" / "load"
+    stale.mkdir(parents=True)
+    (stale / "requests.jsonl").write_text('{"stale": true}\n')
+    runner = make_runner(tmp_path)[0]
+    runner.run()
+    assert "stale" not in (stale / "requests.jsonl").read_text()

@@ -338,21 +338,39 @@ def standin_keys(standin: Standin, secrets: Path = SECRETS) -> list[str]:
     return keys
 
 
-def _health(standin: Standin, timeout: float = 1.0) -> bool:
+def _answers(address: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether a helper on the lab host answers 200 on /health."""
     try:
-        with urllib.request.urlopen(
-            f"http://{standin.address}:{standin.port}/health", timeout=timeout
-        ) as resp:
+        with urllib.request.urlopen(f"http://{address}:{port}/health", timeout=timeout) as resp:
             return resp.status == 200
     except OSError:
         return False
 
 
+def _start_helper(name: str, argv: list[str], address: str, port: int, what: str, state: Path) -> None:
+    """Run one of the project's own modules in the background (a session of its own) unless it
+    already answers on address:port; its log and pid go to state/standin-<name>.{log,pid}."""
+    if _answers(address, port):
+        return
+    log_file = state / f"standin-{name}.log"
+    with log_file.open("ab") as log:
+        proc = subprocess.Popen(  # the project's own module, fixed arguments
+            argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+    (state / f"standin-{name}.pid").write_text(f"{proc.pid}\n")
+    deadline = time.monotonic() + 15
+    while not _answers(address, port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise LabError(f"{what} did not answer on {address}:{port}; see {log_file}")
+        time.sleep(0.2)
+    print(f"lab: {what} on {address}:{port}")
+
+
 def start_standins(lab: Lab, state: Path = STATE) -> None:
-    """Run each stand-in in the background (a session of its own), unless it already answers."""
+    """Run each stand-in provider (the reference backend) unless it already answers."""
     state.mkdir(parents=True, exist_ok=True)
     for standin in lab.standins:
-        if _health(standin):
+        if _answers(standin.address, standin.port):
             continue
         keys_file = state / f"standin-{standin.name}.keys"
         keys_file.write_text("\n".join(standin_keys(standin)) + "\n")
@@ -362,55 +380,21 @@ def start_standins(lab: Lab, state: Path = STATE) -> None:
             "--port", str(standin.port), "--name", f"standin-{standin.name}", "--model", standin.name,
             "--keys-file", str(keys_file),
         ]  # fmt: skip
-        with (state / f"standin-{standin.name}.log").open("ab") as log:
-            proc = subprocess.Popen(  # the project's own module, fixed arguments
-                argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
-            )  # fmt: skip
-        (state / f"standin-{standin.name}.pid").write_text(f"{proc.pid}\n")
-        deadline = time.monotonic() + 15
-        while not _health(standin):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise LabError(
-                    f"stand-in {standin.name} did not answer on {standin.address}:{standin.port}; "
-                    f"see {state / f'standin-{standin.name}.log'}"
-                )
-            time.sleep(0.2)
-        print(f"lab: stand-in {standin.name} (reference backend) on {standin.address}:{standin.port}")
+        what = f"stand-in {standin.name} (reference backend)"
+        _start_helper(standin.name, argv, standin.address, standin.port, what, state)
 
 
 def start_alert_sink(lab: Lab, state: Path = STATE) -> None:
-    """Run the lab's Alertmanager receiver in the background, unless it already answers."""
+    """Run the lab's Alertmanager receiver (aiswarm_loadtest.alertsink) unless it already answers."""
     if lab.alert_sink is None:
         return
     address, port = lab.alert_sink
-    url = f"http://{address}:{port}/health"
-    if _answers(url):
-        return
     state.mkdir(parents=True, exist_ok=True)
     argv = [
         sys.executable, "-m", "aiswarm_loadtest.alertsink", "--host", address, "--port", str(port),
         "--log", str(state / "alerts.jsonl"),
     ]  # fmt: skip
-    with (state / "standin-alertsink.log").open("ab") as log:
-        proc = subprocess.Popen(  # the project's own module, fixed arguments
-            argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-    (state / "standin-alertsink.pid").write_text(f"{proc.pid}\n")
-    deadline = time.monotonic() + 15
-    while not _answers(url):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            log_file = state / "standin-alertsink.log"
-            raise LabError(f"the alert sink did not answer on {address}:{port}; see {log_file}")
-        time.sleep(0.2)
-    print(f"lab: alert receiver (aiswarm_loadtest.alertsink) on {address}:{port}")
-
-
-def _answers(url: str, timeout: float = 1.0) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
+    _start_helper("alertsink", argv, address, port, "alert receiver (aiswarm_loadtest.alertsink)", state)
 
 
 def stop_standins(state: Path = STATE) -> None:

@@ -18,17 +18,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.aiswarm.swarm.plugins.filter.gateway import _address
 
 _NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _JOB_KEYS = {"name", "group", "port", "port_var", "metrics_path", "credentials", "health_path", "scheme"}
-
-
-def _address(host: str, hostvars: Mapping[str, Any]) -> str:
-    """The host's private address, else its default IPv4 address from facts, else its name."""
-    if hostvars.get("swarm_private_address"):
-        return str(hostvars["swarm_private_address"])
-    facts = hostvars.get("ansible_facts") or {}
-    return str((facts.get("default_ipv4") or {}).get("address") or host)
 
 
 def _check_job(index: int, job: Any, credentials: Mapping[str, Any]) -> dict[str, Any]:
